@@ -1,0 +1,24 @@
+"""fastprof: profiling and diagnostics for FastAPI and other ASGI apps."""
+
+from __future__ import annotations
+
+from fastprof.config import ConfigError
+from fastprof.middleware import FastprofMiddleware
+from fastprof.model import CallTree, Node
+from fastprof.profile import ProfileResult, profile
+from fastprof.record import ProfileRecord, RequestRecord
+from fastprof.store import ProfileStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CallTree",
+    "ConfigError",
+    "FastprofMiddleware",
+    "Node",
+    "ProfileRecord",
+    "ProfileResult",
+    "ProfileStore",
+    "RequestRecord",
+    "profile",
+]

@@ -1,0 +1,420 @@
+"""``FastprofMiddleware``: pure ASGI, safe to leave installed in production.
+
+Per request it decides, from a few attribute reads, whether anything is to be done:
+
+* a **trigger** (header or query parameter, off unless named; from a non-loopback client it
+  also needs the configured token, and without it the request is treated as untriggered),
+* a **sample rate** (this share of requests gets the full backend),
+* the **continuous sampler** (``backend="continuous"``, or a ``slow_ms`` threshold): every
+  request is sampled at a low rate; the samples feed per-route trees and are kept as a profile
+  only when the request turns out slow (or failed) - fast requests never pay a full profiler,
+* **timing**: method, route template, status, duration and response bytes of every request.
+
+A failure inside fastprof is logged and the request proceeds; the app's own exceptions
+propagate unchanged, and the response is never altered - except for one header,
+``x-fastprof-profile`` naming the kept profile, on requests that asked for profiling with the
+header or query trigger.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import random
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fastprof import _threadpool
+from fastprof._context import current_capture, current_request
+from fastprof.backends import Backend, make_backend
+from fastprof.backends.base import Capture
+from fastprof.backends.continuous import ContinuousBackend, SampledCapture
+from fastprof.config import MiddlewareConfig
+from fastprof.model import CallTree
+from fastprof.record import ProfileRecord, RequestRecord, RequestState, Trigger
+from fastprof.store import ProfileStore
+
+logger = logging.getLogger("fastprof")
+
+PROFILE_HEADER = b"x-fastprof-profile"
+
+
+class FastprofMiddleware:
+    """Capture per-request call trees and timings. See the module docstring and docs/guide.md.
+
+    :param backend: ``"pyinstrument"`` (default), ``"yappi"``, ``"py-spy"``, ``"continuous"``
+        or a Backend subclass: what profiles triggered and sampled requests.
+    :param interval: sampling interval of the backend, seconds.
+    :param trigger_header: header name that asks for a profile (e.g. ``"x-fastprof"``); off if None.
+    :param trigger_query: query parameter asking for a profile (e.g. ``"fastprof"``); off if None.
+    :param token: secret a non-loopback client must send (``x-fastprof-token`` header or
+        ``fastprof_token`` query parameter) for a trigger to count.
+    :param sample_rate: share of requests, 0.0-1.0, profiled with the backend.
+    :param slow_ms: keep a profile only if the request took at least this long; requests not
+        triggered or sampled are covered by the continuous sampler for this.
+    :param continuous_interval: the continuous sampler's interval, seconds (0.01 = 100 Hz).
+    :param keep_errors: keep the profile of a 5xx response or an exception even when
+        ``slow_ms`` would drop it.
+    :param timing: record method/route/status/duration/bytes of every request.
+    :param include: glob patterns of paths to consider (all if empty).
+    :param exclude: glob patterns of paths to ignore.
+    :param store: where kept profiles go (default: a new in-memory :class:`ProfileStore`).
+    :param directory: also write kept profiles to this directory (one file each).
+    :param max_profiles: profiles kept in memory.
+    :param max_directory_bytes: size cap of ``directory``; oldest files go first.
+    :param on_request: called with each :class:`RequestRecord` (when ``timing`` is on).
+    :param on_profile: called with each kept :class:`ProfileRecord`.
+    :param enabled: False makes the middleware a pass-through.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        backend: str | type[Backend] = "pyinstrument",
+        interval: float = 0.001,
+        trigger_header: str | None = None,
+        trigger_query: str | None = None,
+        token: str | None = None,
+        sample_rate: float = 0.0,
+        slow_ms: float | None = None,
+        continuous_interval: float = 0.01,
+        keep_errors: bool = True,
+        timing: bool = False,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        store: ProfileStore | None = None,
+        directory: str | None = None,
+        max_profiles: int = 100,
+        max_directory_bytes: int = 100 * 1024 * 1024,
+        on_request: Callable[[RequestRecord], None] | None = None,
+        on_profile: Callable[[ProfileRecord], None] | None = None,
+        enabled: bool = True,
+    ) -> None:
+        self.app = app
+        self.config = config = MiddlewareConfig.validate(
+            backend=backend,
+            interval=interval,
+            trigger_header=trigger_header,
+            trigger_query=trigger_query,
+            token=token,
+            sample_rate=sample_rate,
+            slow_ms=slow_ms,
+            continuous_interval=continuous_interval,
+            keep_errors=keep_errors,
+            timing=timing,
+            include=include,
+            exclude=exclude,
+            store=store,
+            directory=directory,
+            max_profiles=max_profiles,
+            max_directory_bytes=max_directory_bytes,
+            on_request=on_request,
+            on_profile=on_profile,
+            enabled=enabled,
+        )
+        self.store = (
+            store
+            if store is not None
+            else ProfileStore(
+                max_profiles=max_profiles,
+                directory=directory,
+                max_directory_bytes=max_directory_bytes,
+            )
+        )
+        if on_profile is not None:
+            self.store.subscribe(on_profile)
+        continuous = config.backend_class is ContinuousBackend
+        # The sampler covers every request (continuous) or every request not otherwise
+        # profiled, so that slow ones have samples (slow_ms).
+        self.sampler = (
+            ContinuousBackend(interval=continuous_interval)
+            if continuous or slow_ms is not None
+            else None
+        )
+        self.backend: Backend = (
+            self.sampler
+            if continuous and self.sampler is not None
+            else make_backend(config.backend_class, interval=interval)
+        )
+        #: Per-route trees from the continuous sampler (all requests, not only kept ones).
+        self.route_trees: dict[str, CallTree] = {}
+        self._header = trigger_header.lower().encode("latin-1") if trigger_header else None
+        self._query = trigger_query.encode("latin-1") if trigger_query else None
+        self._token = token
+        self._rate = sample_rate
+        self._slow = slow_ms / 1000 if slow_ms is not None else None
+        self._keep_errors = keep_errors
+        self._timing = timing
+        self._on_request = on_request
+        self._paths = config.path_filter
+        self._random = random.random
+        self._active = enabled and (
+            timing
+            or self.sampler is not None
+            or sample_rate > 0
+            or bool(self._header or self._query)
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self._active:
+            await self.app(scope, receive, send)
+            return
+        try:
+            trigger = self._trigger(scope)
+        except Exception:
+            logger.exception("fastprof: deciding whether to profile failed; the request continues")
+            trigger = None
+        if trigger is None and not self._timing:
+            await self.app(scope, receive, send)
+            return
+        await self._serve(scope, receive, send, trigger)
+
+    def _trigger(self, scope: Scope) -> Trigger | None:
+        """Why this request is captured (None: it is not), in order of precedence."""
+        if self._paths is not None and not self._paths(scope["path"]):
+            return None
+        if self._header is not None or self._query is not None:
+            asked = self._asked(scope)
+            if asked is not None:
+                return asked
+        if self._rate and self._random() < self._rate:
+            return "sample"
+        if self.sampler is not None:
+            return "continuous"
+        return None
+
+    def _asked(self, scope: Scope) -> Trigger | None:
+        header = self._header
+        asked: Trigger | None = None
+        token: str | None = None
+        for name, value in scope["headers"]:
+            if name == header and value not in (b"0", b"false", b""):
+                asked = "header"
+            elif name == b"x-fastprof-token":
+                token = value.decode("latin-1")
+        query_string: bytes = scope.get("query_string", b"")
+        if self._query is not None and self._query in query_string:
+            params = _parse_query(query_string)
+            if params.get(self._query.decode("latin-1"), "0") not in ("0", "false", ""):
+                asked = asked or "query"
+            token = token or params.get("fastprof_token")
+        if asked is None:
+            return None
+        if _is_loopback(scope.get("client")):
+            return asked
+        # From elsewhere a trigger needs the configured token; without one it does nothing.
+        if (
+            self._token is not None
+            and token is not None
+            and hmac.compare_digest(token.encode(), self._token.encode())
+        ):
+            return asked
+        return None
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, trigger: Trigger | None
+    ) -> None:
+        started_at = time.time()
+        started = time.perf_counter()
+        state = response = None
+        capture: Capture | None = None
+        tokens: tuple[Any, Any] | None = None
+        try:
+            state = RequestState(scope["method"], scope["path"], started)
+            response = _Response(send, add_header=trigger in ("header", "query"))
+            if trigger is not None:
+                backend = self.backend if trigger != "continuous" else self.sampler
+                assert backend is not None
+                capture = backend.start(sys._getframe(), is_async=True)
+                _threadpool.acquire()
+                tokens = (current_request.set(state), current_capture.set(capture))
+            else:
+                tokens = (current_request.set(state), None)
+        except Exception:
+            logger.exception("fastprof: starting the capture failed; the request continues")
+            capture = None
+        respond: Send = response.send if response is not None else send
+        error: BaseException | None = None
+        try:
+            await self.app(scope, receive, respond)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            try:
+                self._finish(
+                    scope, state, response, capture, tokens, trigger, started, started_at, error
+                )
+            except Exception:
+                logger.exception("fastprof: finishing the capture failed; the request continues")
+
+    def _finish(
+        self,
+        scope: Scope,
+        state: RequestState | None,
+        response: _Response | None,
+        capture: Capture | None,
+        tokens: tuple[Any, Any] | None,
+        trigger: Trigger | None,
+        started: float,
+        started_at: float,
+        error: BaseException | None,
+    ) -> None:
+        duration = time.perf_counter() - started
+        source = None
+        if capture is not None:
+            try:
+                source = capture.stop()
+            finally:
+                _threadpool.release()
+        if tokens is not None:
+            current_request.reset(tokens[0])
+            if tokens[1] is not None:
+                current_capture.reset(tokens[1])
+        status = response.status if response is not None else 0
+        if error is not None and status == 0:
+            status = 500
+        nbytes = response.nbytes if response is not None else 0
+        method: str = scope["method"]
+        route = _route_template(scope)
+        if self._timing:
+            record = RequestRecord(
+                method, route, scope["path"], status, duration, nbytes, started_at
+            )
+            self.store.add_request(record)
+            if self._on_request is not None:
+                self._on_request(record)
+        if source is None or capture is None or state is None:
+            return
+        failed = status >= 500 or error is not None
+        if isinstance(capture, SampledCapture) and trigger == "continuous":
+            key = f"{method} {route}"
+            tree = source.get()
+            if tree.meta.get("sample_count"):
+                route_tree = self.route_trees.get(key)
+                if route_tree is None:
+                    route_tree = self.route_trees[key] = CallTree(
+                        backend="continuous", interval=tree.interval
+                    )
+                route_tree.root.add(_running_only(tree.root))
+                route_tree.duration += tree.duration
+            slow = self._slow is not None and duration >= self._slow
+            if not (slow or (failed and self._keep_errors)):
+                return
+            trigger = "slow" if slow else "error"
+        elif (
+            trigger == "sample"
+            and self._slow is not None
+            and duration < self._slow
+            and not (failed and self._keep_errors)
+        ):
+            return
+        record_id = (response.profile_id if response is not None else None) or uuid.uuid4().hex[:16]
+        profile = ProfileRecord(
+            id=record_id,
+            trigger=trigger or "sample",
+            backend=self.backend.name if trigger not in ("slow", "error") else "continuous",
+            source=source,
+            method=method,
+            route=route,
+            path=scope["path"],
+            query=scope.get("query_string", b"").decode("latin-1"),
+            status=status,
+            duration=duration,
+            response_bytes=nbytes,
+            started_at=started_at,
+            error=type(error).__name__ if error is not None else None,
+            blocks=state.blocks,
+        )
+        self.store.add_profile(profile)
+
+    def close(self) -> None:
+        """Stop background work (the sampler thread, global profiler hooks, the sink)."""
+        self.backend.close()
+        if self.sampler is not None:
+            self.sampler.close()
+        self.store.close()
+
+
+class _Response:
+    """Wraps ``send`` to learn the status and body size (and, if asked, add one header)."""
+
+    __slots__ = ("_send", "add_header", "nbytes", "profile_id", "send", "status")
+
+    def __init__(self, send: Send, *, add_header: bool) -> None:
+        self._send = send
+        self.status = 0
+        self.nbytes = 0
+        self.add_header = add_header
+        self.profile_id: str | None = None
+        self.send = self._capture
+
+    async def _capture(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = message["status"]
+            if self.add_header:
+                # The profile id is known only after the request ends; reserve the id now.
+                self.profile_id = uuid.uuid4().hex[:16]
+                message = dict(message)
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (PROFILE_HEADER, self.profile_id.encode()),
+                ]
+        elif kind == "http.response.body":
+            self.nbytes += len(message.get("body", b""))
+        await self._send(message)
+
+
+def _running_only(node: Any) -> Any:
+    """A copy of the root without the unsampled remainder (meaningless summed over requests)."""
+    copy = node.copy()
+    copy.total -= copy.await_time
+    copy.await_time = 0.0
+    return copy
+
+
+def _route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if isinstance(path, str):
+        # Mounted apps see their own path; prefix what the mount consumed.
+        root = scope.get("root_path", "")
+        app_root = scope.get("app_root_path", root)
+        prefix = root[len(app_root) :] if root.startswith(app_root) else ""
+        return prefix + path
+    endpoint = scope.get("endpoint")
+    router = scope.get("router")
+    if endpoint is not None and router is not None:
+        for candidate in getattr(router, "routes", ()):
+            if getattr(candidate, "endpoint", None) is endpoint:
+                found = getattr(candidate, "path", None)
+                if isinstance(found, str):
+                    return found
+    path_str: str = scope["path"]
+    return path_str
+
+
+def _parse_query(query_string: bytes) -> dict[str, str]:
+    from urllib.parse import parse_qsl
+
+    return dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
+
+
+def _is_loopback(client: Any) -> bool:
+    if not client:
+        return False
+    host = client[0]
+    if host in ("127.0.0.1", "::1", "localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

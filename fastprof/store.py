@@ -1,0 +1,186 @@
+"""Where kept profiles go: a bounded in-memory ring, and optionally a directory on disk.
+
+The directory sink writes one file per profile (``<ms>-<pid>-<id>.fastprof.json``), through a
+temporary name and an atomic rename, so several worker processes can share one directory and a
+reader never sees half a file. Writing happens on a background thread (serialising a tree and
+touching the disk must not happen on the event loop); the thread exits when it has been idle for
+a moment, so nothing lingers in a process that stopped profiling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from fastprof.model import CallTree
+from fastprof.record import ProfileRecord, RequestRecord
+
+logger = logging.getLogger("fastprof")
+
+SUFFIX = ".fastprof.json"
+
+
+class ProfileStore:
+    """Kept profiles (newest last, at most ``max_profiles``) and recent request timings."""
+
+    def __init__(
+        self,
+        *,
+        max_profiles: int = 100,
+        max_requests: int = 10_000,
+        directory: str | os.PathLike[str] | None = None,
+        max_directory_bytes: int = 100 * 1024 * 1024,
+    ) -> None:
+        if not (isinstance(max_profiles, int) and max_profiles >= 1):
+            raise ValueError(f"max_profiles must be an integer >= 1, got {max_profiles!r}")
+        if not (isinstance(max_requests, int) and max_requests >= 0):
+            raise ValueError(f"max_requests must be an integer >= 0, got {max_requests!r}")
+        self.profiles: deque[ProfileRecord] = deque(maxlen=max_profiles)
+        self.requests: deque[RequestRecord] = deque(maxlen=max_requests)
+        self.sink = (
+            DirectorySink(directory, max_bytes=max_directory_bytes)
+            if directory is not None
+            else None
+        )
+        self._listeners: list[Callable[[ProfileRecord], None]] = []
+
+    def add_profile(self, record: ProfileRecord) -> None:
+        self.profiles.append(record)
+        if self.sink is not None:
+            self.sink.submit(record)
+        for listener in self._listeners:
+            listener(record)
+
+    def add_request(self, record: RequestRecord) -> None:
+        self.requests.append(record)
+
+    def subscribe(self, listener: Callable[[ProfileRecord], None]) -> None:
+        """Call ``listener(record)`` for every profile kept from now on."""
+        self._listeners.append(listener)
+
+    def get(self, profile_id: str) -> ProfileRecord | None:
+        for record in self.profiles:
+            if record.id == profile_id:
+                return record
+        return None
+
+    def by_route(self) -> dict[str, CallTree]:
+        """Kept profiles merged per route key (``"GET /items/{id}"``)."""
+        groups: dict[str, list[CallTree]] = {}
+        for record in list(self.profiles):
+            groups.setdefault(record.key, []).append(record.tree)
+        return {key: CallTree.merge(trees) for key, trees in groups.items()}
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Flush the directory sink."""
+        if self.sink is not None:
+            self.sink.flush(timeout)
+
+
+class DirectorySink:
+    """One JSON file per profile in ``directory``, oldest deleted past ``max_bytes``."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        max_bytes: int = 100 * 1024 * 1024,
+        max_queue: int = 1000,
+        idle_exit: float = 1.0,
+    ) -> None:
+        if not (isinstance(max_bytes, int) and max_bytes > 0):
+            raise ValueError(f"max_directory_bytes must be a positive integer, got {max_bytes!r}")
+        self.directory = Path(directory)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(
+                f"directory={str(directory)!r} cannot be used for profiles: {exc.strerror}"
+            ) from exc
+        self.max_bytes = max_bytes
+        self.dropped = 0
+        self.written = 0
+        self._queue: queue.Queue[ProfileRecord] = queue.Queue(maxsize=max_queue)
+        self._idle_exit = idle_exit
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, record: ProfileRecord) -> None:
+        """Queue ``record`` for writing; never blocks (a full queue drops and counts)."""
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="fastprof-sink", daemon=True)
+                self._thread.start()
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until everything queued so far is on disk and the writer thread has exited."""
+        with self._lock:
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                record = self._queue.get(timeout=self._idle_exit)
+            except queue.Empty:
+                with self._lock:
+                    if self._queue.empty():
+                        self._thread = None
+                        return
+                continue
+            try:
+                self.write(record)
+            except Exception:
+                logger.exception(
+                    "fastprof: could not write profile %s to %s", record.id, self.directory
+                )
+
+    def write(self, record: ProfileRecord) -> Path:
+        """Write ``record`` now (on the calling thread) and enforce the size cap."""
+        name = f"{int(record.started_at * 1000):015d}-{record.pid}-{record.id}{SUFFIX}"
+        final = self.directory / name
+        tmp = self.directory / f".{name}.{threading.get_ident()}.tmp"
+        tmp.write_bytes(record.to_json())
+        os.replace(tmp, final)
+        self.written += 1
+        self._enforce_cap()
+        return final
+
+    def files(self) -> list[Path]:
+        """Stored profiles, oldest first."""
+        return sorted(p for p in self.directory.iterdir() if p.name.endswith(SUFFIX))
+
+    def __iter__(self) -> Iterator[ProfileRecord]:
+        for path in self.files():
+            try:
+                yield ProfileRecord.from_json(path.read_bytes())
+            except FileNotFoundError:  # deleted by another process's cap
+                continue
+
+    def _enforce_cap(self) -> None:
+        sized: list[tuple[Path, int]] = []
+        for path in self.files():
+            try:
+                sized.append((path, path.stat().st_size))
+            except FileNotFoundError:
+                continue
+        total = sum(size for _, size in sized)
+        for path, size in sized:
+            if total <= self.max_bytes:
+                break
+            # another process may have removed it first: it no longer counts either way
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            total -= size
