@@ -71,7 +71,8 @@ class MiddlewareConfig:
         token = options["token"]
         if token is not None and (not isinstance(token, str) or len(token) < 8):
             raise fail(
-                f"token must be None or a string of at least 8 characters (got {type(token).__name__}"
+                "token must be None or a string of at least 8 characters "
+                f"(got {type(token).__name__}"
                 f"{f' of length {len(token)}' if isinstance(token, str) else ''})"
             )
 

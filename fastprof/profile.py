@@ -89,26 +89,28 @@ class profile:
         (or to the given file) after each call.
     """
 
+    def __new__(cls, label: str | Callable[..., Any] | None = None, **options: Any) -> Any:
+        if callable(label):  # bare @profile: hand back the wrapped function itself
+            instance = super().__new__(cls)
+            instance.__init__(None, **options)  # type: ignore[misc]
+            return instance(label)
+        return super().__new__(cls)
+
     def __init__(
         self,
-        label: str | Callable[..., Any] | None = None,
+        label: str | None = None,
         *,
         backend: str | type[Backend] | Backend = "pyinstrument",
         interval: float = 0.001,
         print: bool | IO[str] = True,
     ) -> None:
-        func = label if callable(label) else None
-        self.label = "" if func is not None or label is None else str(label)
+        self.label = "" if label is None else str(label)
         self.backend = make_backend(backend, interval=interval)
         self.print = print
         self.result: ProfileResult | None = None
         #: Results of the last calls of a decorated function (newest last).
         self.results: deque[ProfileResult] = deque(maxlen=16)
         self._stack: list[_Running] = []
-        if func is not None:
-            self._wrapped: Callable[..., Any] | None = self(func)
-        else:
-            self._wrapped = None
 
     # -- results ---------------------------------------------------------------------------
     @property
@@ -185,8 +187,6 @@ class profile:
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self._wrapped is not None:  # @profile without parentheses: we are the function
-            return self._wrapped(*args, **kwargs)
         (func,) = args
         name = getattr(func, "__qualname__", repr(func))
 

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import httpx
+from fastapi import FastAPI
+
+from fastprof import FastprofMiddleware
+from fastprof.backends.continuous import ContinuousBackend, Sampler
+
+
+def burn(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def seventy() -> None:
+    burn(0.0007)
+
+
+def thirty() -> None:
+    burn(0.0003)
+
+
+async def test_per_route_tree_from_all_traffic_shows_the_70_30_split() -> None:
+    app = FastAPI()
+
+    @app.get("/split")
+    async def split() -> dict[str, int]:
+        seventy()
+        thirty()
+        return {}
+
+    mw = FastprofMiddleware(app, backend="continuous", continuous_interval=0.005)
+    transport = httpx.ASGITransport(app=mw)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            for _ in range(2000):
+                await client.get("/split")
+        assert not mw.store.profiles  # fast and healthy: nothing kept one by one
+        tree = mw.route_trees["GET /split"]
+        (a,) = tree.find("seventy")
+        (b,) = tree.find("thirty")
+        share = a.total / (a.total + b.total)
+        print(f"continuous: seventy={a.total:.3f}s thirty={b.total:.3f}s share={share:.3f}")
+        assert a.samples + b.samples >= 100
+        assert 0.60 <= share <= 0.80
+    finally:
+        mw.close()
+
+
+async def test_suspended_requests_are_sampled_as_await() -> None:
+    app = FastAPI()
+
+    async def wait_for_db() -> None:
+        await asyncio.sleep(0.1)
+
+    @app.get("/wait")
+    async def wait() -> dict[str, int]:
+        await wait_for_db()
+        return {}
+
+    mw = FastprofMiddleware(app, backend="continuous", continuous_interval=0.002, slow_ms=50)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=mw), base_url="http://t"
+        ) as client:
+            await client.get("/wait")
+        (record,) = mw.store.profiles
+        (node,) = record.tree.find("wait_for_db")
+        assert node.total >= 0.05
+        sleep = record.tree.find("sleep")[0]
+        assert sleep.await_time >= 0.05 and sleep.self_time == 0
+    finally:
+        mw.close()
+
+
+def test_sampler_thread_runs_only_while_needed() -> None:
+    backend = ContinuousBackend(interval=0.001)
+    capture = backend.start(None, is_async=False)
+    assert backend.sampler.running
+    burn(0.03)
+    tree = capture.stop().get()
+    assert "burn" in tree.functions()
+    deadline = time.time() + 5
+    while backend.sampler.running and time.time() < deadline:
+        time.sleep(0.05)
+    assert not backend.sampler.running
+    assert not [t for t in threading.enumerate() if t.name == "fastprof-sampler"]
+
+
+def test_shared_sampler_per_interval() -> None:
+    assert Sampler.shared(0.5) is Sampler.shared(0.5)
+    assert Sampler.shared(0.5) is not Sampler.shared(0.25)
