@@ -29,15 +29,10 @@ FrameKey = tuple[str, str, int]
 ROOT_KEY: FrameKey = ("<root>", "", 0)
 
 
-class NodeDict(TypedDict):
-    f: str
-    file: str
-    l: int  # noqa: E741 - short keys keep stored profiles small
-    t: float
-    s: float
-    a: float
-    n: int
-    c: list[NodeDict]
+# One node, flat: [parent index, function, file, line, total, self, await, samples].
+# Nodes are listed parents first (the root is row 0, parent -1), so a tree of any depth is a
+# flat list - nested JSON would hit orjson's nesting limit (254) on a 127-frame stack.
+NodeRow = tuple[int, str, str, int, float, float, float, int]
 
 
 class CallTreeDict(TypedDict):
@@ -46,7 +41,7 @@ class CallTreeDict(TypedDict):
     duration: float
     interval: float | None
     meta: dict[str, Any]
-    root: NodeDict
+    nodes: list[NodeRow]
 
 
 SCHEMA = "fastprof.tree/1"
@@ -78,42 +73,62 @@ class Node:
 
     def add(self, other: Node) -> None:
         """Add ``other``'s times (and its whole subtree) into this node."""
-        self.total += other.total
-        self.self_time += other.self_time
-        self.await_time += other.await_time
-        self.samples += other.samples
-        for key, theirs in other.children.items():
-            self.child(key).add(theirs)
+        pending = [(self, other)]
+        while pending:  # iterative: stacks can be as deep as the recursion limit
+            mine, theirs = pending.pop()
+            mine.total += theirs.total
+            mine.self_time += theirs.self_time
+            mine.await_time += theirs.await_time
+            mine.samples += theirs.samples
+            pending.extend((mine.child(key), child) for key, child in theirs.children.items())
 
     def copy(self) -> Node:
         new = Node(self.function, self.file, self.line)
         new.add(self)
         return new
 
-    def to_dict(self) -> NodeDict:
-        return {
-            "f": self.function,
-            "file": self.file,
-            "l": self.line,
-            "t": self.total,
-            "s": self.self_time,
-            "a": self.await_time,
-            "n": self.samples,
-            "c": [child.to_dict() for child in self.children.values()],
-        }
+    def rows(self) -> list[NodeRow]:
+        """This subtree as flat rows, parents before children (see :data:`NodeRow`)."""
+        rows: list[NodeRow] = []
+        pending: list[tuple[int, Node]] = [(-1, self)]
+        while pending:
+            parent, node = pending.pop()
+            index = len(rows)
+            rows.append(
+                (
+                    parent,
+                    node.function,
+                    node.file,
+                    node.line,
+                    node.total,
+                    node.self_time,
+                    node.await_time,
+                    node.samples,
+                )
+            )
+            pending.extend((index, child) for child in reversed(node.children.values()))
+        return rows
 
     @classmethod
-    def from_dict(cls, data: NodeDict) -> Node:
-        node = cls(data["f"], data["file"], data["l"], data["t"], data["s"], data["a"], data["n"])
-        for child in data["c"]:
-            built = cls.from_dict(child)
-            node.children[built.key] = built
-        return node
+    def from_rows(cls, rows: Sequence[Sequence[Any]]) -> Node:
+        """The inverse of :meth:`rows`."""
+        nodes: list[Node] = []
+        for row in rows:
+            parent, function, file, line, total, self_time, await_time, samples = row
+            node = cls(function, file, line, total, self_time, await_time, samples)
+            if parent >= 0:
+                nodes[parent].children[node.key] = node
+            elif nodes:
+                raise ValueError("a call tree has one root row (parent -1), and it comes first")
+            nodes.append(node)
+        if not nodes:
+            raise ValueError("a call tree needs at least its root row")
+        return nodes[0]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Node):
             return NotImplemented
-        return self.to_dict() == other.to_dict()
+        return self.rows() == other.rows()
 
     def __repr__(self) -> str:
         return f"<Node {self.function} {self.file}:{self.line} total={self.total:.6f}>"
@@ -225,7 +240,7 @@ class CallTree:
             "duration": self.duration,
             "interval": self.interval,
             "meta": self.meta,
-            "root": self.root.to_dict(),
+            "nodes": self.root.rows(),
         }
 
     @classmethod
@@ -239,7 +254,7 @@ class CallTree:
             duration=data["duration"],
             interval=data["interval"],
             meta=dict(data["meta"]),
-            root=Node.from_dict(data["root"]),
+            root=Node.from_rows(data["nodes"]),
         )
 
     def to_json(self) -> bytes:
@@ -256,18 +271,23 @@ class CallTree:
 
 
 def _take_await(node: Node, amount: float) -> float:
-    """Remove up to ``amount`` of await time from ``node``'s subtree; return what was removed."""
+    """Remove up to ``amount`` of await time from ``node``'s subtree; return what was removed.
+
+    The totals of the nodes strictly below ``node`` drop with it; ``node``'s own total is the
+    caller's to fix.
+    """
     removed = 0.0
-    if node.await_time > 0 and amount > 0:
-        take = min(node.await_time, amount)
-        node.await_time -= take
-        removed += take
-    for child in node.children.values():
-        if removed >= amount:
-            break
-        got = _take_await(child, amount - removed)
-        child.total -= got
-        removed += got
+    # depth first; ``path`` holds the nodes strictly below ``node`` down to ``current``
+    pending: list[tuple[Node, tuple[Node, ...]]] = [(node, ())]
+    while pending and removed < amount:
+        current, path = pending.pop()
+        if current.await_time > 0:
+            take = min(current.await_time, amount - removed)
+            current.await_time -= take
+            removed += take
+            for below in path:
+                below.total -= take
+        pending.extend((child, (*path, child)) for child in reversed(current.children.values()))
     return removed
 
 

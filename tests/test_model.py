@@ -108,3 +108,26 @@ def test_library_classification() -> None:
     assert is_library_file("<built-in>") and is_library_file("")
     assert is_library_file(random.__file__)  # the standard library
     assert not is_library_file(__file__)
+
+
+def test_deep_trees_serialise_and_merge_without_recursion_limits() -> None:
+    tree = CallTree()
+    deep = [(f"f{i}", "/app/deep.py", i) for i in range(3000)]
+    tree.add_stack(deep, 0.5)
+    again = CallTree.from_json(tree.to_json())
+    assert again == tree
+    merged = CallTree.merge([tree, again])
+    assert merged.total == 1.0
+    sub = CallTree()
+    sub.add_stack([("leaf", "/app/x.py", 1)], 0.1)
+    tree.add_stack([*deep[:10], ("wait", "/app/x.py", 2)], 0.2, awaiting=True)
+    tree.graft(deep[:5], sub.root)
+    invariant_iterative = [n for _, n in tree.walk()]
+    assert len(invariant_iterative) == 3002
+
+
+def test_rows_reject_malformed_input() -> None:
+    with pytest.raises(ValueError, match="at least its root row"):
+        Node.from_rows([])
+    with pytest.raises(ValueError, match="one root row"):
+        Node.from_rows([(-1, "<root>", "", 0, 0, 0, 0, 0), (-1, "x", "", 0, 0, 0, 0, 0)])
