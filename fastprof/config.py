@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastprof.backends import BACKENDS, Backend, backend_class
+from fastprof.detectors import DETECTORS, Detector, make_detectors
 
 
 class ConfigError(ValueError):
@@ -26,6 +27,7 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 class MiddlewareConfig:
     backend_class: type[Backend]
     path_filter: Callable[[str], bool] | None
+    detectors: list[Detector]
 
     @classmethod
     def validate(cls, **options: Any) -> MiddlewareConfig:
@@ -80,7 +82,7 @@ class MiddlewareConfig:
             if not isinstance(options[name], bool):
                 raise fail(f"{name}={options[name]!r} is not valid; use True or False")
 
-        for name in ("on_request", "on_profile"):
+        for name in ("on_request", "on_profile", "on_finding"):
             value = options[name]
             if value is not None and not callable(value):
                 raise fail(f"{name}={value!r} is not callable; pass a function or None")
@@ -96,7 +98,37 @@ class MiddlewareConfig:
 
         include = _patterns("include", options["include"], fail)
         exclude = _patterns("exclude", options["exclude"], fail)
-        return cls(resolved, _path_filter(include, exclude))
+        return cls(resolved, _path_filter(include, exclude), _detectors(options, fail))
+
+
+def _detectors(options: dict[str, Any], fail: Callable[[str], ConfigError]) -> list[Detector]:
+    detect, per = options["detect"], options["detector_options"]
+    if not isinstance(detect, bool) and (
+        isinstance(detect, str) or not isinstance(detect, Sequence)
+    ):
+        raise fail(
+            f"detect={detect!r} is not valid; use True (all), False, or a list of names from "
+            f"{', '.join(sorted(DETECTORS))}"
+        )
+    if per is not None and not (
+        isinstance(per, dict) and all(isinstance(v, dict) for v in per.values())
+    ):
+        raise fail(
+            "detector_options must be a dict of detector name -> dict of options, "
+            "e.g. {'event_loop_blocking': {'threshold_ms': 50}}"
+        )
+    unknown = sorted(set(per or {}) - set(DETECTORS))
+    if unknown:
+        raise fail(
+            f"detector_options names unknown detector(s) {', '.join(unknown)}; "
+            f"use {', '.join(sorted(DETECTORS))}"
+        )
+    try:
+        return make_detectors(detect, per)
+    except (ValueError, TypeError) as exc:
+        raise fail(str(exc)) from None
+    except ImportError as exc:
+        raise fail(f"a detector cannot be loaded: {exc}") from None
 
 
 def _is_number(value: Any) -> bool:

@@ -36,6 +36,8 @@ from fastprof.backends import Backend, make_backend
 from fastprof.backends.base import Capture
 from fastprof.backends.continuous import ContinuousBackend, SampledCapture
 from fastprof.config import MiddlewareConfig
+from fastprof.detectors import Detector
+from fastprof.findings import Finding
 from fastprof.model import CallTree
 from fastprof.record import ProfileRecord, RequestRecord, RequestState, Trigger
 from fastprof.store import ProfileStore
@@ -70,6 +72,11 @@ class FastprofMiddleware:
     :param max_directory_bytes: size cap of ``directory``; oldest files go first.
     :param on_request: called with each :class:`RequestRecord` (when ``timing`` is on).
     :param on_profile: called with each kept :class:`ProfileRecord`.
+    :param detect: run detectors on every request: True for all of them, or a list of names
+        (``"event_loop_blocking"``, ``"n_plus_one"``, ...; see ``fastprof.detectors``).
+    :param detector_options: per-detector options, e.g.
+        ``{"event_loop_blocking": {"threshold_ms": 50}}``.
+    :param on_finding: called with each :class:`~fastprof.findings.Finding`.
     :param enabled: False makes the middleware a pass-through.
     """
 
@@ -95,6 +102,9 @@ class FastprofMiddleware:
         max_directory_bytes: int = 100 * 1024 * 1024,
         on_request: Callable[[RequestRecord], None] | None = None,
         on_profile: Callable[[ProfileRecord], None] | None = None,
+        detect: bool | Sequence[str | type[Detector] | Detector] = False,
+        detector_options: dict[str, dict[str, Any]] | None = None,
+        on_finding: Callable[[Finding], None] | None = None,
         enabled: bool = True,
     ) -> None:
         self.app = app
@@ -117,6 +127,9 @@ class FastprofMiddleware:
             max_directory_bytes=max_directory_bytes,
             on_request=on_request,
             on_profile=on_profile,
+            detect=detect,
+            detector_options=detector_options,
+            on_finding=on_finding,
             enabled=enabled,
         )
         self.store = (
@@ -130,6 +143,10 @@ class FastprofMiddleware:
         )
         if on_profile is not None:
             self.store.subscribe(on_profile)
+        if on_finding is not None:
+            self.store.subscribe_findings(on_finding)
+        self.detectors: list[Detector] = config.detectors
+        self._detectors_started = False
         continuous = config.backend_class is ContinuousBackend
         # The sampler covers every request (continuous) or every request not otherwise
         # profiled, so that slow ones have samples (slow_ms).
@@ -155,8 +172,9 @@ class FastprofMiddleware:
         self._on_request = on_request
         self._paths = config.path_filter
         self._random = random.random
+        self._always = timing or bool(self.detectors)
         self._active = enabled and (
-            timing
+            self._always
             or self.sampler is not None
             or sample_rate > 0
             or bool(self._header or self._query)
@@ -164,6 +182,8 @@ class FastprofMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self._active:
+            if scope["type"] == "lifespan" and self._active:
+                send = self._watch_lifespan(send)
             await self.app(scope, receive, send)
             return
         try:
@@ -171,7 +191,7 @@ class FastprofMiddleware:
         except Exception:
             logger.exception("fastprof: deciding whether to profile failed; the request continues")
             trigger = None
-        if trigger is None and not self._timing:
+        if trigger is None and not self._always:
             await self.app(scope, receive, send)
             return
         await self._serve(scope, receive, send, trigger)
@@ -227,6 +247,8 @@ class FastprofMiddleware:
         capture: Capture | None = None
         tokens: tuple[Any, Any] | None = None
         try:
+            if self.detectors and not self._detectors_started:
+                self._start_detectors()
             state = RequestState(scope["method"], scope["path"], started)
             response = _Response(send, add_header=trigger in ("header", "query"))
             if trigger is not None:
@@ -291,6 +313,9 @@ class FastprofMiddleware:
             self.store.add_request(record)
             if self._on_request is not None:
                 self._on_request(record)
+        findings: list[Finding] = []
+        if state is not None and (self.detectors or state.findings):
+            findings = self._findings(state, f"{method} {route}", status, nbytes)
         if source is None or capture is None or state is None:
             return
         failed = status >= 500 or error is not None
@@ -332,11 +357,67 @@ class FastprofMiddleware:
             started_at=started_at,
             error=type(error).__name__ if error is not None else None,
             blocks=state.blocks,
+            findings=findings,
         )
         self.store.add_profile(profile)
 
+    def _findings(self, state: RequestState, route: str, status: int, nbytes: int) -> list[Finding]:
+        state.route, state.status = route, status
+        state.facts.setdefault("response_bytes", nbytes)
+        found = [f if f.route is not None else f.on_route(route) for f in state.findings]
+        for detector in self.detectors:
+            try:
+                found.extend(detector.finish(state))
+            except Exception:
+                logger.exception(
+                    "fastprof: detector %s failed; the request continues", detector.kind
+                )
+        if found:
+            self.store.add_findings(found)
+        return found
+
+    def _start_detectors(self) -> None:
+        self._detectors_started = True
+        for detector in self.detectors:
+            try:
+                detector.start()
+            except Exception:
+                logger.exception("fastprof: starting detector %s failed", detector.kind)
+        app_findings: list[Finding] = []
+        for detector in self.detectors:
+            try:
+                app_findings.extend(detector.app_findings(self.app))
+            except Exception:
+                logger.exception("fastprof: detector %s failed on the app", detector.kind)
+        if app_findings:
+            self.store.add_findings(app_findings)
+
+    def _watch_lifespan(self, send: Send) -> Send:
+        """Start detectors at startup and release everything at shutdown; messages unchanged."""
+
+        async def watching(message: Message) -> None:
+            await send(message)
+            kind = message["type"]
+            try:
+                if kind == "lifespan.startup.complete" and self.detectors:
+                    if not self._detectors_started:
+                        self._start_detectors()
+                elif kind == "lifespan.shutdown.complete":
+                    self.close()
+            except Exception:
+                logger.exception("fastprof: lifespan handling failed")
+
+        return watching
+
     def close(self) -> None:
-        """Stop background work (the sampler thread, global profiler hooks, the sink)."""
+        """Stop background work (sampler, detectors, global profiler hooks, the sink)."""
+        if self._detectors_started:
+            self._detectors_started = False
+            for detector in self.detectors:
+                try:
+                    detector.stop()
+                except Exception:
+                    logger.exception("fastprof: stopping detector %s failed", detector.kind)
         self.backend.close()
         if self.sampler is not None:
             self.sampler.close()

@@ -20,7 +20,9 @@ from fastprof.backends.base import TreeSource
 from fastprof.model import CallTree, CallTreeDict
 
 if TYPE_CHECKING:
+    from fastprof.findings import Finding, FindingDict
     from fastprof.profile import ProfileResult
+    from fastprof.queries import ConnectRecord, QueryRecord
 
 Trigger = Literal["header", "query", "sample", "slow", "error", "continuous", "block"]
 
@@ -68,6 +70,7 @@ class ProfileRecordDict(TypedDict):
     pid: int
     error: str | None
     blocks: list[BlockDict]
+    findings: list[FindingDict]
     tree: CallTreeDict
 
 
@@ -91,6 +94,7 @@ class ProfileRecord:
     pid: int = field(default_factory=os.getpid)
     error: str | None = None
     blocks: list[ProfileResult] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
 
     @property
     def tree(self) -> CallTree:
@@ -121,6 +125,7 @@ class ProfileRecord:
                 {"label": b.label, "duration": b.duration, "tree": b.tree.to_dict()}
                 for b in self.blocks
             ],
+            "findings": [f.to_dict() for f in self.findings],
             "tree": self.tree.to_dict(),
         }
 
@@ -129,6 +134,7 @@ class ProfileRecord:
 
     @classmethod
     def from_dict(cls, data: ProfileRecordDict) -> ProfileRecord:
+        from fastprof.findings import Finding
         from fastprof.profile import ProfileResult
 
         if not isinstance(data, dict) or data.get("schema") != RECORD_SCHEMA:
@@ -157,6 +163,7 @@ class ProfileRecord:
             pid=data["pid"],
             error=data["error"],
             blocks=blocks,
+            findings=[Finding.from_dict(f) for f in data.get("findings", [])],
         )
 
     @classmethod
@@ -167,9 +174,23 @@ class ProfileRecord:
 
 @dataclass(slots=True, eq=False)
 class RequestState:
-    """Per-request state, reachable through ``fastprof._context.current_request``."""
+    """Per-request state, reachable through ``fastprof._context.current_request``.
+
+    Hooks and detectors write here while the request runs (from the loop thread, worker
+    threads carrying the request's context, or a watchdog thread); list appends are atomic.
+    """
 
     method: str
     path: str
     started: float
+    #: ``"GET /users/{user_id}"`` once routing has happened (set when the request ends).
+    route: str = ""
+    status: int = 0
     blocks: list[ProfileResult] = field(default_factory=list)
+    queries: list[QueryRecord] = field(default_factory=list)
+    connects: list[ConnectRecord] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    #: Seconds the event loop was stalled while this request held it.
+    blocked: float = 0.0
+    #: Free-form facts detectors share (e.g. the response body size and encode time).
+    facts: dict[str, Any] = field(default_factory=dict)

@@ -17,7 +17,9 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+from fastprof.findings import Finding
 from fastprof.model import CallTree
 from fastprof.record import ProfileRecord, RequestRecord
 
@@ -48,7 +50,12 @@ class ProfileStore:
             if directory is not None
             else None
         )
+        #: Findings of recent requests (newest last).
+        self.findings: deque[Finding] = deque(maxlen=max(max_requests, 1000))
+        #: One entry per distinct problem (kind, route, location): the latest and a count.
+        self.finding_summary: dict[tuple[Any, ...], tuple[Finding, int]] = {}
         self._listeners: list[Callable[[ProfileRecord], None]] = []
+        self._finding_listeners: list[Callable[[Finding], None]] = []
 
     def add_profile(self, record: ProfileRecord) -> None:
         self.profiles.append(record)
@@ -59,6 +66,18 @@ class ProfileStore:
 
     def add_request(self, record: RequestRecord) -> None:
         self.requests.append(record)
+
+    def add_findings(self, findings: list[Finding]) -> None:
+        for finding in findings:
+            self.findings.append(finding)
+            _, count = self.finding_summary.get(finding.key, (finding, 0))
+            self.finding_summary[finding.key] = (finding, count + 1)
+            for listener in self._finding_listeners:
+                listener(finding)
+
+    def subscribe_findings(self, listener: Callable[[Finding], None]) -> None:
+        """Call ``listener(finding)`` for every finding from now on."""
+        self._finding_listeners.append(listener)
 
     def subscribe(self, listener: Callable[[ProfileRecord], None]) -> None:
         """Call ``listener(record)`` for every profile kept from now on."""

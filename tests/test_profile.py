@@ -34,7 +34,7 @@ def test_with_block() -> None:
     assert p.result is not None and p.result.label == "block"
     assert p.result.duration >= 0.05
     (node,) = p.tree.find("outer_work")
-    assert node.total == pytest.approx(0.05, abs=0.02)
+    assert node.total >= 0.04
     assert "inner_work" in p.tree.functions()
     assert "outer_work" in p.text()
 
@@ -53,7 +53,7 @@ async def test_async_with_counts_await_as_await() -> None:
     async with profile() as p:
         await waits()
     (node,) = p.tree.find("waits")
-    assert node.total == pytest.approx(0.07, abs=0.03)
+    assert node.total >= 0.06  # a loaded machine only makes it longer
     sleep = next(n for n in p.tree.find("sleep"))
     assert sleep.await_time >= 0.04
 
@@ -138,8 +138,8 @@ async def test_nested_async_blocks_slice_the_outer_profile() -> None:
     assert "step" in inner.tree.functions() and "step" in outer.tree.functions()
     assert "spin" in outer.tree.functions()
     # the inner tree holds only what ran inside the inner block
-    assert inner.tree.total == pytest.approx(0.03, abs=0.02)
-    assert outer.tree.total == pytest.approx(0.05, abs=0.025)
+    assert "spin" not in {n.function for n in inner.tree.root.children.values()}
+    assert 0.025 <= inner.tree.total < outer.tree.total
 
 
 async def test_threadpool_work_inside_an_async_block() -> None:
