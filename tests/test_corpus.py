@@ -88,7 +88,9 @@ def test_precision_recall_per_kind(scored: list[tuple[corpus.Case, list[Finding]
                         classified[kind] += 1
                     else:
                         got = [f.evidence.get("cause") for f in hits]
-                        problems.append(f"{module_name} {case.path}: cause {got} != {case.blocking}")
+                        problems.append(
+                            f"{module_name} {case.path}: cause {got} != {case.blocking}"
+                        )
             elif kind in case.kinds:
                 fn[kind] += 1
                 problems.append(f"{module_name} {case.path}: missed {kind}")

@@ -159,9 +159,7 @@ class Sampler:
         self.ticks = 0
         self._tasks: dict[Any, SampledCapture] = {}
         self._loops: dict[asyncio.AbstractEventLoop, int] = {}
-        self._threads: dict[
-            int, tuple[SampledCapture, tuple[FrameKey, ...], FrameType | None]
-        ] = {}
+        self._threads: dict[int, tuple[SampledCapture, tuple[FrameKey, ...], FrameType | None]] = {}
         # Re-entrant: the SIGALRM handler may run while the main thread holds it.
         self._lock = threading.RLock()
         self._mode: str | None = None
