@@ -7,6 +7,7 @@ Every error names the parameter, what it got, and what is allowed, e.g.
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -95,6 +96,19 @@ class MiddlewareConfig:
             raise fail(f"max_directory_bytes={cap!r} is not valid; use a positive integer")
         if options["store"] is not None and options["directory"] is not None:
             raise fail("pass either store= or directory=, not both (a store has its own directory)")
+
+        record_to = options["record_to"]
+        if record_to is not None and not isinstance(record_to, str | os.PathLike):
+            raise fail(f"record_to={record_to!r} is not valid; use None or a file path")
+        headers = options["record_headers"]
+        if isinstance(headers, str) or not all(isinstance(h, str) for h in headers):
+            raise fail(
+                f"record_headers={headers!r} is not valid; use a list of header names, "
+                "e.g. ['content-type', 'accept']"
+            )
+        cap = options["record_body_bytes"]
+        if not isinstance(cap, int) or isinstance(cap, bool) or cap < 0:
+            raise fail(f"record_body_bytes={cap!r} is not valid; use an integer >= 0")
 
         include = _patterns("include", options["include"], fail)
         exclude = _patterns("exclude", options["exclude"], fail)

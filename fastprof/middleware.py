@@ -40,6 +40,7 @@ from fastprof.detectors import Detector
 from fastprof.findings import Finding
 from fastprof.model import CallTree
 from fastprof.record import ProfileRecord, RequestRecord, RequestState, Trigger
+from fastprof.recorder import TrafficRecorder
 from fastprof.store import ProfileStore
 
 logger = logging.getLogger("fastprof")
@@ -77,6 +78,9 @@ class FastprofMiddleware:
     :param detector_options: per-detector options, e.g.
         ``{"event_loop_blocking": {"threshold_ms": 50}}``.
     :param on_finding: called with each :class:`~fastprof.findings.Finding`.
+    :param record_to: append every request (method, path, query, the ``record_headers``,
+        up to ``record_body_bytes`` of body, status, timing) to this JSONL file, for
+        ``fastprof scan --replay``.
     :param enabled: False makes the middleware a pass-through.
     """
 
@@ -105,6 +109,9 @@ class FastprofMiddleware:
         detect: bool | Sequence[str | type[Detector] | Detector] = False,
         detector_options: dict[str, dict[str, Any]] | None = None,
         on_finding: Callable[[Finding], None] | None = None,
+        record_to: str | None = None,
+        record_headers: Sequence[str] = ("content-type", "accept"),
+        record_body_bytes: int = 64 * 1024,
         enabled: bool = True,
     ) -> None:
         self.app = app
@@ -130,6 +137,9 @@ class FastprofMiddleware:
             detect=detect,
             detector_options=detector_options,
             on_finding=on_finding,
+            record_to=record_to,
+            record_headers=record_headers,
+            record_body_bytes=record_body_bytes,
             enabled=enabled,
         )
         self.store = (
@@ -172,7 +182,12 @@ class FastprofMiddleware:
         self._on_request = on_request
         self._paths = config.path_filter
         self._random = random.random
-        self._always = timing or bool(self.detectors)
+        self.recorder = (
+            TrafficRecorder(record_to, headers=record_headers, body_bytes=record_body_bytes)
+            if record_to is not None
+            else None
+        )
+        self._always = timing or bool(self.detectors) or self.recorder is not None
         self._active = enabled and (
             self._always
             or self.sampler is not None
@@ -263,6 +278,12 @@ class FastprofMiddleware:
             logger.exception("fastprof: starting the capture failed; the request continues")
             capture = None
         respond: Send = response.send if response is not None else send
+        body: list[bytes] | None = None
+        if self.recorder is not None:
+            try:
+                receive, body = self.recorder.wrap_receive(receive)
+            except Exception:
+                logger.exception("fastprof: recording the request failed; the request continues")
         error: BaseException | None = None
         try:
             await self.app(scope, receive, respond)
@@ -271,6 +292,11 @@ class FastprofMiddleware:
             raise
         finally:
             try:
+                if body is not None and self.recorder is not None:
+                    status = response.status if response is not None else 0
+                    self.recorder.record(
+                        scope, body, started_at, time.perf_counter() - started, status or 500
+                    )
                 self._finish(
                     scope, state, response, capture, tokens, trigger, started, started_at, error
                 )
@@ -306,16 +332,25 @@ class FastprofMiddleware:
         nbytes = response.nbytes if response is not None else 0
         method: str = scope["method"]
         route = _route_template(scope)
+        findings: list[Finding] = []
+        if state is not None and (self.detectors or state.findings):
+            findings = self._findings(state, f"{method} {route}", status, nbytes)
         if self._timing:
             record = RequestRecord(
-                method, route, scope["path"], status, duration, nbytes, started_at
+                method,
+                route,
+                scope["path"],
+                status,
+                duration,
+                nbytes,
+                started_at,
+                queries=len(state.queries) if state is not None else 0,
+                blocked=state.blocked if state is not None else 0.0,
+                findings=len(findings),
             )
             self.store.add_request(record)
             if self._on_request is not None:
                 self._on_request(record)
-        findings: list[Finding] = []
-        if state is not None and (self.detectors or state.findings):
-            findings = self._findings(state, f"{method} {route}", status, nbytes)
         if source is None or capture is None or state is None:
             return
         failed = status >= 500 or error is not None
@@ -419,6 +454,8 @@ class FastprofMiddleware:
                 except Exception:
                     logger.exception("fastprof: stopping detector %s failed", detector.kind)
         self.backend.close()
+        if self.recorder is not None:
+            self.recorder.flush()
         if self.sampler is not None:
             self.sampler.close()
         self.store.close()

@@ -40,6 +40,11 @@ class RequestRecord:
     duration: float
     response_bytes: int
     started_at: float
+    #: Filled when detectors run: queries the request ran, seconds it held the loop stalled,
+    #: findings it produced.
+    queries: int = 0
+    blocked: float = 0.0
+    findings: int = 0
 
     @property
     def key(self) -> str:

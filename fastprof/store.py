@@ -2,9 +2,7 @@
 
 The directory sink writes one file per profile (``<ms>-<pid>-<id>.fastprof.json``), through a
 temporary name and an atomic rename, so several worker processes can share one directory and a
-reader never sees half a file. Writing happens on a background thread (serialising a tree and
-touching the disk must not happen on the event loop); the thread exits when it has been idle for
-a moment, so nothing lingers in a process that stopped profiling.
+reader never sees half a file. Writing happens on a background writer (fastprof/_writer.py).
 """
 
 from __future__ import annotations
@@ -12,13 +10,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from fastprof._writer import BackgroundWriter
 from fastprof.findings import Finding
 from fastprof.model import CallTree
 from fastprof.record import ProfileRecord, RequestRecord
@@ -123,48 +121,23 @@ class DirectorySink:
                 f"directory={str(directory)!r} cannot be used for profiles: {exc.strerror}"
             ) from exc
         self.max_bytes = max_bytes
-        self.dropped = 0
         self.written = 0
-        self._queue: queue.Queue[ProfileRecord] = queue.Queue(maxsize=max_queue)
-        self._idle_exit = idle_exit
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._writer: BackgroundWriter[ProfileRecord] = BackgroundWriter(
+            self.write, name="fastprof-sink", max_queue=max_queue, idle_exit=idle_exit
+        )
+
+    @property
+    def dropped(self) -> int:
+        """Profiles not written because the queue was full."""
+        return self._writer.dropped
 
     def submit(self, record: ProfileRecord) -> None:
         """Queue ``record`` for writing; never blocks (a full queue drops and counts)."""
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
-            self.dropped += 1
-            return
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="fastprof-sink", daemon=True)
-                self._thread.start()
+        self._writer.submit(record)
 
     def flush(self, timeout: float = 5.0) -> None:
         """Wait until everything queued so far is on disk and the writer thread has exited."""
-        with self._lock:
-            thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-
-    def _run(self) -> None:
-        while True:
-            try:
-                record = self._queue.get(timeout=self._idle_exit)
-            except queue.Empty:
-                with self._lock:
-                    if self._queue.empty():
-                        self._thread = None
-                        return
-                continue
-            try:
-                self.write(record)
-            except Exception:
-                logger.exception(
-                    "fastprof: could not write profile %s to %s", record.id, self.directory
-                )
+        self._writer.flush(timeout)
 
     def write(self, record: ProfileRecord) -> Path:
         """Write ``record`` now (on the calling thread) and enforce the size cap."""

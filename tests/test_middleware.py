@@ -441,3 +441,60 @@ def test_directory_that_cannot_be_created(tmp_path: Any) -> None:
     blocker.write_text("x")
     with pytest.raises(ValueError, match="cannot be used for profiles"):
         FastprofMiddleware(make_app(), directory=str(blocker / "sub"))
+
+
+# -- recording traffic ---------------------------------------------------------------------
+
+
+async def test_record_to_writes_replayable_jsonl(wrap: Any, tmp_path: Any) -> None:
+    import base64
+
+    import orjson
+
+    app = make_app()
+
+    @app.post("/echo")
+    async def echo(payload: dict[str, Any]) -> dict[str, Any]:
+        return payload
+
+    target = tmp_path / "traffic.jsonl"
+    mw = wrap(app, record_to=str(target), record_body_bytes=16)
+    transport = httpx.ASGITransport(app=mw, client=LOOPBACK)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        await client.get("/items/3?x=1", headers={"authorization": "Bearer secret"})
+        small = await client.post("/echo", json={"a": 1})
+        big = await client.post("/echo", json={"data": "y" * 100})
+    assert small.json() == {"a": 1} and big.json() == {"data": "y" * 100}
+    mw.close()
+    first, second, third = (orjson.loads(line) for line in target.read_text().splitlines())
+    assert (first["method"], first["path"], first["query"], first["status"]) == (
+        "GET",
+        "/items/3",
+        "x=1",
+        200,
+    )
+    assert "authorization" not in first["headers"]  # never unless asked for
+    assert "body_b64" not in first and first["duration"] > 0 and first["t"] > 0
+    assert base64.b64decode(second["body_b64"]) == b'{"a":1}'
+    assert second["headers"]["content-type"] == "application/json"
+    assert second["body_truncated"] is False
+    assert len(base64.b64decode(third["body_b64"])) == 16 and third["body_truncated"] is True
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"record_to": 5}, "record_to=5 is not valid"),
+        ({"record_headers": "accept"}, "record_headers='accept' is not valid"),
+        ({"record_body_bytes": -1}, "record_body_bytes=-1 is not valid"),
+        ({"detect": "n_plus_one"}, "detect='n_plus_one' is not valid; use True (all), False"),
+        ({"detect": ["nope"]}, "detector 'nope' is not known"),
+        ({"detector_options": {"nope": {}}}, "names unknown detector(s) nope"),
+        ({"detector_options": {"n_plus_one": 3}}, "detector_options must be a dict"),
+        ({"on_finding": 1}, "on_finding=1 is not callable"),
+    ],
+)
+def test_more_bad_configuration(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        FastprofMiddleware(make_app(), **options)
+    assert message in str(info.value)

@@ -87,7 +87,7 @@ def test_directory_sink_enforces_its_size_cap_oldest_first(tmp_path: Path) -> No
 
 def test_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None:
     sink = DirectorySink(tmp_path, max_queue=1, idle_exit=0.05)
-    sink._queue.put_nowait(record(0))  # the writer is not running yet: the queue is full
+    sink._writer._queue.put_nowait(record(0))  # the writer is not running yet: queue full
     sink.submit(record(1))
     assert sink.dropped == 1
     sink.flush()
@@ -135,6 +135,6 @@ def test_writer_thread_exits_when_idle(tmp_path: Path) -> None:
     sink = DirectorySink(tmp_path, idle_exit=0.05)
     sink.submit(record(1))
     deadline = time.time() + 5
-    while sink._thread is not None and time.time() < deadline:
+    while sink._writer.running and time.time() < deadline:
         time.sleep(0.01)
-    assert sink._thread is None and sink.written == 1
+    assert not sink._writer.running and sink.written == 1
