@@ -15,6 +15,7 @@ on, so samples taken at different lines of one function merge into one node. Tim
 
 from __future__ import annotations
 
+import os
 import sys
 import sysconfig
 from collections.abc import Iterable, Iterator, Sequence
@@ -307,8 +308,11 @@ _LIBRARY_PREFIXES: tuple[str, ...] = tuple(
 )
 
 
+_OWN_PREFIX = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
 def is_library_file(file: str) -> bool:
-    """True for the standard library, installed packages and synthetic frames.
+    """True for the standard library, installed packages, fastprof itself and synthetic frames.
 
     Everything else is the user's code: the part of a tree worth colouring apart and the part
     detectors point at.
@@ -317,4 +321,4 @@ def is_library_file(file: str) -> bool:
         return True
     if "site-packages" in file or "dist-packages" in file:
         return True
-    return file.startswith(_LIBRARY_PREFIXES)
+    return file.startswith(_LIBRARY_PREFIXES) or file.startswith(_OWN_PREFIX)

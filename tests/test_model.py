@@ -131,3 +131,9 @@ def test_rows_reject_malformed_input() -> None:
         Node.from_rows([])
     with pytest.raises(ValueError, match="one root row"):
         Node.from_rows([(-1, "<root>", "", 0, 0, 0, 0, 0), (-1, "x", "", 0, 0, 0, 0, 0)])
+
+
+def test_fastprof_itself_is_not_user_code() -> None:
+    import fastprof.middleware
+
+    assert is_library_file(fastprof.middleware.__file__)

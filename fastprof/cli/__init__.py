@@ -21,6 +21,8 @@ EXIT_USAGE = 2
 
 COMMANDS: dict[str, str] = {
     "view": "fastprof.cli.view:view",
+    "scan": "fastprof.cli.scan:scan",
+    "diff": "fastprof.cli.diff:diff",
 }
 
 

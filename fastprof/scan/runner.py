@@ -1,0 +1,405 @@
+"""The whole scan: start the app, find its routes, load each one, stop, collect, summarise.
+
+:func:`run_scan` raises :class:`ScanError` (a one-line message and an exit code) for anything
+the user can fix; a route that times out or fails is recorded and the scan goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from fastprof.load.client import LoadResult, run_load
+from fastprof.load.histogram import Histogram
+from fastprof.load.replay import ReplayEntry, load_har, load_jsonl, replay
+from fastprof.scan import child
+from fastprof.scan.discover import Discovery, Target, discover
+from fastprof.scan.results import (
+    SCHEMA,
+    RouteResult,
+    ScanFinding,
+    ScanResult,
+    ServerCounters,
+    merge_workers,
+)
+from fastprof.scan.scenario import Scenario, ScenarioError, load_scenario
+
+# Exit codes of `fastprof scan` (docs/cli.md)
+EXIT_OK = 0
+EXIT_FINDINGS = 1  # --fail-on, --budget or --fail-on-regression tripped
+EXIT_USAGE = 2  # bad option or input file (scenario, replay, budget)
+EXIT_APP_LOAD = 3  # module not found, attribute missing, not an ASGI app, import failed
+EXIT_APP_CRASH = 4  # the app exited or never answered during startup
+EXIT_PORT = 5  # the requested port is in use
+EXIT_INTERRUPTED = 130
+
+
+class ScanError(Exception):
+    def __init__(self, message: str, exit_code: int, details: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+        #: extra lines worth showing (e.g. the app's last log lines)
+        self.details = details or []
+
+
+@dataclass
+class ScanSettings:
+    app: str | None = None
+    url: str | None = None
+    factory: bool = False
+    workers: int = 1
+    port: int | None = None
+    duration: float = 1.0
+    concurrency: int = 8
+    rate: float | None = None
+    warmup: float = 0.25
+    timeout: float = 5.0
+    scenarios: list[str] = field(default_factory=list)
+    replay: str | None = None
+    replay_pace: Literal["original", "fast"] = "fast"
+    out: str = "fastprof-report"
+    openapi_url: str = "/openapi.json"
+    startup_timeout: float = 30.0
+    interval: float = 0.005
+    #: detector names to run (None: all of them)
+    detect: list[str] | None = None
+    app_dir: str = field(default_factory=os.getcwd)
+
+
+Progress = Callable[[str, int, int], None]  # (what, done, total)
+
+
+def run_scan(settings: ScanSettings, progress: Progress | None = None) -> ScanResult:
+    """Run a scan and write its files; returns the result (also in ``out/findings.json``)."""
+    note = progress or (lambda what, done, total: None)
+    started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    scenarios = [_load(path) for path in settings.scenarios]
+    entries = _load_replay(settings.replay) if settings.replay else None
+    for scenario in scenarios:  # the first file's [settings] apply, options set explicitly win
+        if scenario.concurrency and settings.concurrency == ScanSettings.concurrency:
+            settings.concurrency = scenario.concurrency
+        if scenario.duration and settings.duration == ScanSettings.duration:
+            settings.duration = scenario.duration
+        if scenario.rate and settings.rate is None:
+            settings.rate = scenario.rate
+        break
+    requests = [r for s in scenarios for r in s.requests]
+
+    workdir = tempfile.mkdtemp(prefix="fastprof-scan-")
+    server: _Server | None = None
+    try:
+        if settings.url:
+            host, port = _parse_url(settings.url)
+        else:
+            assert settings.app is not None
+            host, port = "127.0.0.1", _choose_port(settings.port)
+            server = _Server(settings, port, workdir)
+            note("starting the app", 0, 1)
+            server.start()
+            server.wait_ready()
+        openapi = _fetch_openapi(host, port, settings.openapi_url)
+        found = discover(openapi, requests)
+        load: dict[str, LoadResult] = {}
+        if entries is not None:
+            note("replaying", 0, 1)
+            load["*"] = asyncio.run(
+                replay(
+                    host,
+                    port,
+                    entries,
+                    pace=settings.replay_pace,
+                    concurrency=settings.concurrency,
+                    timeout=settings.timeout,
+                )
+            )
+        else:
+            for index, target in enumerate(found.targets):
+                note(target.key, index, len(found.targets))
+                load[target.key] = asyncio.run(_load_route(host, port, target, settings))
+            note("done", len(found.targets), len(found.targets))
+        if server is not None:
+            note("stopping the app", 0, 1)
+            server.stop()
+        counters, trees, findings = merge_workers(_read_workers(workdir))
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    result = _assemble(settings, started_at, found, load, counters, findings, entries is not None)
+    from fastprof.scan.report import write_report
+
+    write_report(result, trees, settings.out)
+    return result
+
+
+async def _load_route(host: str, port: int, target: Target, settings: ScanSettings) -> LoadResult:
+    return await run_load(
+        host,
+        port,
+        target.specs,
+        concurrency=settings.concurrency,
+        duration=settings.duration,
+        rate=settings.rate,
+        warmup=settings.warmup,
+        timeout=settings.timeout,
+    )
+
+
+def _assemble(
+    settings: ScanSettings,
+    started_at: str,
+    found: Discovery,
+    load: dict[str, LoadResult],
+    counters: dict[str, ServerCounters],
+    findings: list[ScanFinding],
+    replayed: bool,
+) -> ScanResult:
+    routes: list[RouteResult] = []
+    keys = [t.key for t in found.targets] if not replayed else sorted(counters)
+    sources = {t.key: t.source for t in found.targets}
+    for key in keys:
+        server = counters.get(key)
+        client = load.get(key)
+        per_request = max(server.requests, 1) if server else 1
+        if client is not None:
+            summary = client.to_dict()
+            latency = summary["latency_ms"]
+            requests, errors, rps = client.requests, client.errors, client.rps
+            status_counts = {str(k): v for k, v in client.status_counts.items()}
+            samples, timeouts = client.error_samples, client.timeouts
+        else:  # replay: per-route numbers are the server's
+            histogram = server.latency if server else Histogram()
+            latency = histogram.summary_ms()
+            requests = server.requests if server else 0
+            errors = server.errors if server else 0
+            rps = 0.0
+            status_counts, samples, timeouts = {}, [], 0
+        routes.append(
+            {
+                "route": key,
+                "requests": requests,
+                "errors": errors,
+                "rps": round(rps, 2),
+                "latency_ms": {
+                    "p50": _round(latency.get("p50")),
+                    "p90": _round(latency.get("p90")),
+                    "p99": _round(latency.get("p99")),
+                    "max": _round(latency.get("max")),
+                    "mean": _round(latency.get("mean")),
+                },
+                "queries_per_request": round(server.queries / per_request, 2) if server else 0.0,
+                "blocked_ms": round(server.blocked * 1000 / per_request, 2) if server else 0.0,
+                "status_counts": status_counts,
+                "error_samples": samples,
+                "timeouts": timeouts,
+                "source": "replay" if replayed else sources.get(key, "scenario"),
+                "files": {},
+            }
+        )
+    target = settings.url or settings.app or ""
+    plain = asdict(settings)
+    plain.pop("app_dir", None)
+    result: ScanResult = {
+        "schema": SCHEMA,
+        "target": target,
+        "started_at": started_at,
+        "settings": plain,
+        "routes": routes,
+        "skipped": [{"route": key, "reason": reason} for key, reason in found.skipped],
+        "findings": findings,
+    }
+    if replayed and "*" in load:
+        result["settings"]["replay_result"] = load["*"].to_dict()
+    return result
+
+
+def _round(value: Any) -> float:
+    return round(float(value), 3) if value is not None else 0.0
+
+
+# -- the server process ------------------------------------------------------------------------
+
+
+class _Server:
+    def __init__(self, settings: ScanSettings, port: int, workdir: str) -> None:
+        self.settings = settings
+        self.port = port
+        self.workdir = workdir
+        self.log_path = os.path.join(workdir, "server.log")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        config = {
+            "app": self.settings.app,
+            "factory": self.settings.factory,
+            "app_dir": self.settings.app_dir,
+            "out": self.workdir,
+            "port": self.port,
+            "workers": self.settings.workers,
+            "interval": self.settings.interval,
+            "detect": self.settings.detect if self.settings.detect is not None else True,
+        }
+        env = {**os.environ, child.ENV: json.dumps(config), "PYTHONUNBUFFERED": "1"}
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "fastprof.scan.child"],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=self.settings.app_dir,
+            start_new_session=True,  # Ctrl-C in the terminal reaches us, not the server
+        )
+
+    def wait_ready(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + self.settings.startup_timeout
+        while time.monotonic() < deadline:
+            code = self.process.poll()
+            if code is not None:
+                self._failed(code)
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise ScanError(
+            f"the app did not start listening on 127.0.0.1:{self.port} within "
+            f"{self.settings.startup_timeout:g} s",
+            EXIT_APP_CRASH,
+            self.tail(),
+        )
+
+    def _failed(self, code: int) -> None:
+        lines = self.tail()
+        for line in lines:
+            if line.startswith(child.ERROR_MARK):
+                raise ScanError(
+                    f"cannot load {self.settings.app}: {line[len(child.ERROR_MARK) :]}",
+                    EXIT_APP_LOAD,
+                )
+        raise ScanError(
+            f"the app exited during startup (exit status {code}); its last log lines follow",
+            EXIT_APP_CRASH,
+            lines,
+        )
+
+    def tail(self, count: int = 15) -> list[str]:
+        try:
+            with open(self.log_path, "rb") as f:
+                text = f.read()[-20000:].decode("utf-8", "replace")
+        except OSError:
+            return []
+        return [line for line in text.splitlines() if line.strip()][-count:]
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            # SIGINT: uvicorn's graceful shutdown, so every worker runs lifespan shutdown
+            # and writes its results.
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+        self._log.close()
+
+
+def _choose_port(port: int | None) -> int:
+    if port is None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            chosen: int = s.getsockname()[1]
+            return chosen
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise ScanError(
+                f"port {port} on 127.0.0.1 is in use; pick another with --port, or leave it "
+                "out to use a free one",
+                EXIT_PORT,
+            ) from None
+    return port
+
+
+def _parse_url(url: str) -> tuple[str, int]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ScanError(
+            f"--url {url!r} is not an http:// URL like http://127.0.0.1:8000", EXIT_USAGE
+        )
+    host = parts.hostname
+    if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127."):
+        raise ScanError(
+            f"--url {url!r}: fastprof only sends load to this machine (127.0.0.1/localhost)",
+            EXIT_USAGE,
+        )
+    port = parts.port or 80
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            pass
+    except OSError as exc:
+        raise ScanError(
+            f"nothing answers at {url}: {exc.strerror or exc}", EXIT_APP_CRASH
+        ) from None
+    return host, port
+
+
+def _fetch_openapi(host: str, port: int, path: str) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=10) as response:
+            data: Any = orjson.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _read_workers(workdir: str) -> list[child.WorkerResult]:
+    results = []
+    for name in sorted(os.listdir(workdir)):
+        if name.startswith("worker-") and name.endswith(".json"):
+            with open(os.path.join(workdir, name), "rb") as f:
+                results.append(orjson.loads(f.read()))
+    return results
+
+
+def _load(path: str) -> Scenario:
+    try:
+        return load_scenario(path)
+    except ScenarioError as exc:
+        raise ScanError(str(exc), EXIT_USAGE) from None
+
+
+def _load_replay(path: str) -> list[ReplayEntry]:
+    try:
+        if path.endswith(".har"):
+            return load_har(path)
+        return load_jsonl(path)
+    except FileNotFoundError:
+        raise ScanError(f"{path}: no such file", EXIT_USAGE) from None
+    except ValueError as exc:
+        raise ScanError(str(exc), EXIT_USAGE) from None
