@@ -6,7 +6,7 @@
              "latency_ms": {"p50", "p90", "p99", "max", "mean"}, "queries_per_request": float,
              "blocked_ms": float, "status_counts": {...}, "error_samples": [...],
              "timeouts": int, "source": "openapi"|"scenario"|"replay", "files": {...}}],
- "skipped": [{"route": str, "reason": str}],
+ "skipped": [{"route": str, "reason": str}], "workers": [pid, ...],
  "findings": [{"kind", "severity", "route", "title", "evidence", "location", "advice",
                "count"}]}
 ```
@@ -70,6 +70,8 @@ class ScanResult(TypedDict):
     routes: list[RouteResult]
     skipped: list[SkippedDict]
     findings: list[ScanFinding]
+    #: process ids of the app's workers whose results were merged (empty with --url)
+    workers: NotRequired[list[int]]
 
 
 class ServerCounters:

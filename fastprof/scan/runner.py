@@ -137,13 +137,21 @@ def run_scan(settings: ScanSettings, progress: Progress | None = None) -> ScanRe
         if server is not None:
             note("stopping the app", 0, 1)
             server.stop()
-        counters, trees, findings = merge_workers(_read_workers(workdir))
+        workers = _read_workers(workdir)
+        if server is not None and not workers:
+            raise ScanError(
+                "the app stopped without writing its results; its last log lines follow",
+                EXIT_APP_CRASH,
+                server.tail(),
+            )
+        counters, trees, findings = merge_workers(workers)
     finally:
         if server is not None:
             server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
     result = _assemble(settings, started_at, found, load, counters, findings, entries is not None)
+    result["workers"] = [w["pid"] for w in workers]
     from fastprof.scan.report import write_report
 
     write_report(result, trees, settings.out)
