@@ -156,6 +156,7 @@ class FastprofMiddleware:
         if on_finding is not None:
             self.store.subscribe_findings(on_finding)
         self.detectors: list[Detector] = config.detectors
+        self._beginners = [d for d in self.detectors if type(d).begin is not Detector.begin]
         self._detectors_started = False
         continuous = config.backend_class is ContinuousBackend
         # The sampler covers every request (continuous) or every request not otherwise
@@ -265,6 +266,8 @@ class FastprofMiddleware:
             if self.detectors and not self._detectors_started:
                 self._start_detectors()
             state = RequestState(scope["method"], scope["path"], started)
+            for detector in self._beginners:
+                detector.begin(state)
             response = _Response(send, add_header=trigger in ("header", "query"))
             if trigger is not None:
                 backend = self.backend if trigger != "continuous" else self.sampler

@@ -37,6 +37,10 @@ class Detector(ABC):
     def stop(self) -> None:  # noqa: B027
         """Remove everything ``start`` installed."""
 
+    def begin(self, state: RequestState) -> None:  # noqa: B027
+        """A request starts (on its own task and context). Override only if needed: the
+        middleware calls it only on detectors that do, on every request."""
+
     def finish(self, state: RequestState) -> list[Finding]:
         """Findings about the request that just ended (route already set on ``state``)."""
         return []

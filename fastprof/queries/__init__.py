@@ -10,15 +10,17 @@ its own thread (aiosqlite) is hooked on the awaiting side instead.
 from __future__ import annotations
 
 import re
+import sys
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from types import CodeType, FrameType
 from typing import Any
 
 from fastprof._context import current_request
-from fastprof.findings import Location, user_location
+from fastprof.findings import Location, is_user_file
 
 #: name -> "module:attr" of a class with ``install()``/``uninstall()`` (see base.QueryHook).
 HOOKS: dict[str, str] = {
@@ -39,9 +41,11 @@ class QueryRecord:
     driver: str
     location: Location | None
     started: float
-    #: ORM context when known, e.g. {"lazy_load": "User.posts"}
+    #: ORM context when known, e.g. (("lazy_load", "User.posts"), ("direction", "ONETOMANY"))
     orm: tuple[tuple[str, str], ...] = ()
     thread: int = 0
+    #: One call that ran the statement for many parameter sets (executemany, a script).
+    many: bool = False
 
     @property
     def fingerprint(self) -> str:
@@ -52,16 +56,33 @@ class QueryRecord:
         """A hashable, comparable form of the parameters (for duplicate detection)."""
         return repr(self.params)
 
+    @property
+    def verb(self) -> str:
+        """The statement's kind, lower case: ``select``, ``insert``, ``begin``... (see verb())."""
+        return verb(self.sql)
+
+    def orm_value(self, key: str) -> str | None:
+        for name, value in self.orm:
+            if name == key:
+                return value
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class ConnectRecord:
-    """A new database connection opened while a request ran."""
+    """A new database connection (or an engine or pool) opened while a request ran."""
 
     driver: str
     duration: float
     location: Location | None
-    #: "connect" (a driver's connect()), "engine" (an engine built), "pool_connect"
+    #: "connect" (a driver's connect()), "engine" (a SQLAlchemy engine built), "pool" (a
+    #: connection pool created), "pool_connect" (a pool opening a connection it needs)
     how: str
+    #: For "pool_connect": the pool keeps the connection for later checkouts (False: NullPool,
+    #: which opens a connection on every checkout).
+    pooled: bool = True
+    #: Free text: the pool class, the dialect.
+    detail: str = ""
 
 
 def record_query(
@@ -73,45 +94,119 @@ def record_query(
     location: Location | None = None,
     orm: Sequence[tuple[str, str]] = (),
     started: float | None = None,
+    many: bool = False,
 ) -> QueryRecord | None:
     """Record a query on the current request (None outside a request)."""
     state = current_request.get()
     if state is None:
         return None
     record = QueryRecord(
-        sql=sql,
-        params=params,
-        duration=duration,
-        driver=driver,
-        location=location if location is not None else user_location(),
-        started=started if started is not None else time.perf_counter() - duration,
-        orm=tuple(orm),
-        thread=threading.get_ident(),
+        sql,
+        params,
+        duration,
+        driver,
+        location if location is not None else caller_location(sys._getframe(1)),
+        started if started is not None else time.perf_counter() - duration,
+        tuple(orm),
+        threading.get_ident(),
+        many,
     )
     state.queries.append(record)
     return record
 
 
 def record_connect(
-    driver: str, duration: float, how: str, *, location: Location | None = None
+    driver: str,
+    duration: float,
+    how: str,
+    *,
+    location: Location | None = None,
+    pooled: bool = True,
+    detail: str = "",
 ) -> ConnectRecord | None:
+    """Record a new connection (engine, pool) on the current request (None outside one)."""
     state = current_request.get()
     if state is None:
         return None
-    record = ConnectRecord(driver, duration, location or user_location(), how)
+    if location is None:
+        location = caller_location(sys._getframe(1))
+    record = ConnectRecord(driver, duration, location, how, pooled, detail)
     state.connects.append(record)
     return record
 
 
-_COMMENT = re.compile(r"/\*.*?\*/|--[^\n]*", re.S)
-_STRING = re.compile(r"'(?:[^']|'')*'")
-_NUMBER = re.compile(r"(?<![\w$.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?\b")
-_PLACEHOLDER = re.compile(r"\$\d+|%\([^)]+\)s|%s|:\w+|\?")
+# --- where a query came from -------------------------------------------------------------
+
+_user_files: dict[str, bool] = {}
+_locations: dict[tuple[CodeType, int], Location] = {}
+
+
+def _is_user(filename: str) -> bool:
+    known = _user_files.get(filename)
+    if known is None:
+        known = _user_files[filename] = is_user_file(filename)
+    return known
+
+
+def user_code_frame(frame: FrameType | None) -> FrameType | None:
+    """The innermost user-code frame from ``frame`` outwards.
+
+    Like :func:`fastprof.findings.user_frame`, with the per-file answer cached (a query's
+    stack is 5-40 library frames deep), and one more step: code running in a greenlet
+    (SQLAlchemy's asyncio layer runs the sync engine in one) has a stack that ends at the
+    greenlet's start; the awaiting coroutine - where the user's ``await`` is - is on the
+    parent greenlet's stack.
+    """
+    while frame is not None:
+        if _is_user(frame.f_code.co_filename):
+            return frame
+        frame = frame.f_back
+    greenlet = sys.modules.get("greenlet")
+    if greenlet is None:
+        return None
+    parent = greenlet.getcurrent().parent
+    while parent is not None:
+        frame = parent.gr_frame
+        while frame is not None:
+            if _is_user(frame.f_code.co_filename):
+                return frame
+            frame = frame.f_back
+        parent = parent.parent
+    return None
+
+
+def location_of(frame: FrameType) -> Location:
+    key = (frame.f_code, frame.f_lineno or 0)
+    found = _locations.get(key)
+    if found is None:
+        if len(_locations) > 50_000:
+            _locations.clear()
+        found = _locations[key] = Location.of_frame(frame)
+    return found
+
+
+def caller_location(frame: FrameType | None) -> Location | None:
+    """The user-code line that (directly or through libraries) reached ``frame``."""
+    found = user_code_frame(frame)
+    return location_of(found) if found is not None else None
+
+
+# --- the shape of a statement ------------------------------------------------------------
+
+# Strings and comments in one pass, so "--" inside a string is not a comment.
+_STRING_OR_COMMENT = re.compile(r"'(?:[^']|'')*'|/\*.*?\*/|--[^\n]*", re.S)
+_NUMBER = re.compile(r"(?<![\w$.\"])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?\b")
+_PLACEHOLDER = re.compile(r"\$\d+|%\([^)]+\)s|%s|(?<![:\w]):\w+|\?")
 _IN_LIST = re.compile(r"\bIN\s*\(\s*\?(?:\s*,\s*\?)*\s*\)", re.I)
 _VALUES_LIST = re.compile(
     r"\bVALUES\s*(\(\s*\?(?:\s*,\s*\?)*\s*\))(?:\s*,\s*\(\s*\?(?:\s*,\s*\?)*\s*\))*", re.I
 )
 _SPACE = re.compile(r"\s+")
+_VERB = re.compile(r"\s*\(*\s*([A-Za-z]+)")
+
+
+def _strip(match: re.Match[str]) -> str:
+    return "?" if match.group(0).startswith("'") else " "
 
 
 @lru_cache(maxsize=4096)
@@ -119,12 +214,46 @@ def fingerprint(sql: str) -> str:
     """The query's shape: comments gone, literals and placeholders as ``?``, IN-lists folded.
 
     ``SELECT * FROM t WHERE id IN (1, 2, 3) -- x`` and ``select * from t where id in (?)``
-    share one fingerprint. Cached by the raw text (apps repeat the same statements).
+    share one fingerprint; so do ``VALUES (1, 'a'), (2, 'b')`` and ``VALUES ($1, $2)``.
+    Cached by the raw text (apps repeat the same statements).
     """
-    text = _COMMENT.sub(" ", sql)
-    text = _STRING.sub("?", text)
+    text = _STRING_OR_COMMENT.sub(_strip, sql)
     text = _PLACEHOLDER.sub("?", text)
     text = _NUMBER.sub("?", text)
     text = _IN_LIST.sub("IN (?)", text)
     text = _VALUES_LIST.sub(r"VALUES (?)", text)
     return _SPACE.sub(" ", text).strip().rstrip(";").strip().lower()
+
+
+@lru_cache(maxsize=4096)
+def verb(sql: str) -> str:
+    """The first keyword, lower case (``with`` counts as what its body does: ``select`` unless
+    the statement writes)."""
+    text = _STRING_OR_COMMENT.sub(_strip, sql)
+    match = _VERB.match(text)
+    if match is None:
+        return ""
+    word = match.group(1).lower()
+    if word == "with":
+        lowered = text.lower()
+        for writing in ("insert", "update", "delete"):
+            if re.search(rf"\)\s*{writing}\b", lowered):
+                return writing
+        return "select"
+    return word
+
+
+#: Statements that read or write rows; detectors leave the others (BEGIN, SET, PRAGMA...) out.
+DATA_VERBS = frozenset({"select", "insert", "update", "delete", "replace", "merge", "values"})
+
+
+def short_sql(sql: str, limit: int = 600) -> str:
+    """The statement for evidence: whitespace collapsed, cut at ``limit`` characters."""
+    text = _SPACE.sub(" ", sql).strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def params_text(params: Any, limit: int = 200) -> str:
+    """Parameters for evidence (a finding must serialise to JSON): their repr, cut."""
+    text = repr(params)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
