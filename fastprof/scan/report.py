@@ -37,11 +37,14 @@ def write_report(result: ScanResult, trees: dict[str, CallTree], out: str) -> No
         name = slug(route["route"])
         speedscope = os.path.join("routes", f"{name}.speedscope.json")
         collapsed = os.path.join("routes", f"{name}.collapsed")
+        saved = os.path.join("routes", f"{name}.tree.json")
+        with open(os.path.join(out, saved), "wb") as f:
+            f.write(tree.to_json())
         with open(os.path.join(out, speedscope), "w", encoding="utf-8") as f:
             f.write(SpeedscopeRenderer().render(tree, title=route["route"]))
         with open(os.path.join(out, collapsed), "w", encoding="utf-8") as f:
             f.write(render(tree, "collapsed"))
-        route["files"] = {"speedscope": speedscope, "collapsed": collapsed}
+        route["files"] = {"speedscope": speedscope, "collapsed": collapsed, "tree": saved}
     with open(os.path.join(out, "findings.json"), "wb") as f:
         f.write(orjson.dumps(result, option=orjson.OPT_INDENT_2))
     with open(os.path.join(out, "index.html"), "w", encoding="utf-8") as f:

@@ -5,7 +5,8 @@
  "routes": [{"route": "GET /users/{user_id}", "requests": int, "errors": int, "rps": float,
              "latency_ms": {"p50", "p90", "p99", "max", "mean"}, "queries_per_request": float,
              "blocked_ms": float, "status_counts": {...}, "error_samples": [...],
-             "timeouts": int, "source": "openapi"|"scenario"|"replay", "files": {...}}],
+             "timeouts": int, "source": "openapi"|"scenario"|"replay", "files": {...},
+             "latency_histogram": {...}}],
  "skipped": [{"route": str, "reason": str}], "workers": [pid, ...],
  "findings": [{"kind", "severity", "route", "title", "evidence", "location", "advice",
                "count"}]}
@@ -23,7 +24,7 @@ from typing import Any, NotRequired, TypedDict
 import orjson
 
 from fastprof.findings import SEVERITY_RANK, FindingDict
-from fastprof.load.histogram import Histogram
+from fastprof.load.histogram import Histogram, HistogramDict
 from fastprof.model import CallTree
 from fastprof.scan.child import RouteCounters, WorkerResult
 
@@ -51,6 +52,8 @@ class RouteResult(TypedDict):
     timeouts: int
     source: str
     files: dict[str, str]
+    #: the latency histogram behind latency_ms (seconds; see fastprof.load.histogram)
+    latency_histogram: NotRequired[HistogramDict]
 
 
 class SkippedDict(TypedDict):

@@ -193,6 +193,7 @@ def _assemble(
             requests, errors, rps = client.requests, client.errors, client.rps
             status_counts = {str(k): v for k, v in client.status_counts.items()}
             samples, timeouts = client.error_samples, client.timeouts
+            histogram = client.latency
         else:  # replay: per-route numbers are the server's
             histogram = server.latency if server else Histogram()
             latency = histogram.summary_ms()
@@ -220,6 +221,7 @@ def _assemble(
                 "timeouts": timeouts,
                 "source": "replay" if replayed else sources.get(key, "scenario"),
                 "files": {},
+                "latency_histogram": histogram.to_dict(),
             }
         )
     target = settings.url or settings.app or ""
