@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -52,7 +53,13 @@ class BackgroundWriter(Generic[T]):
                 self._thread.start()
 
     def flush(self, timeout: float = 5.0) -> None:
-        """Wait until everything queued so far is written and the thread has exited."""
+        """Wait (at most ``timeout`` seconds) until everything queued so far is written."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def join(self, timeout: float = 5.0) -> None:
+        """Wait until the writer thread has exited (it does after ``idle_exit`` idle)."""
         with self._lock:
             thread = self._thread
         if thread is not None:
@@ -72,3 +79,5 @@ class BackgroundWriter(Generic[T]):
                 self._write(item)
             except Exception:
                 logger.exception("fastprof: %s could not write an item", self._name)
+            finally:
+                self._queue.task_done()
