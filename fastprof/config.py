@@ -110,6 +110,25 @@ class MiddlewareConfig:
         if not isinstance(cap, int) or isinstance(cap, bool) or cap < 0:
             raise fail(f"record_body_bytes={cap!r} is not valid; use an integer >= 0")
 
+        metrics = options["metrics"]
+        if not isinstance(metrics, bool):
+            from fastprof.metrics import PrometheusMetrics
+
+            if not isinstance(metrics, PrometheusMetrics):
+                raise fail(
+                    f"metrics={metrics!r} is not valid; use True, False or a PrometheusMetrics"
+                )
+        elif metrics:
+            try:
+                import prometheus_client  # noqa: F401
+            except ImportError:
+                raise fail(
+                    "metrics=True needs prometheus_client: pip install 'fastprof-asgi[metrics]'"
+                ) from None
+        path = options["metrics_path"]
+        if path is not None and (not isinstance(path, str) or not path.startswith("/")):
+            raise fail(f"metrics_path={path!r} is not valid; use None or a path like '/metrics'")
+
         include = _patterns("include", options["include"], fail)
         exclude = _patterns("exclude", options["exclude"], fail)
         return cls(resolved, _path_filter(include, exclude), _detectors(options, fail))

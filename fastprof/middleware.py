@@ -38,6 +38,7 @@ from fastprof.backends.continuous import ContinuousBackend, SampledCapture
 from fastprof.config import MiddlewareConfig
 from fastprof.detectors import Detector
 from fastprof.findings import Finding
+from fastprof.metrics import PrometheusMetrics
 from fastprof.model import CallTree
 from fastprof.record import ProfileRecord, RequestRecord, RequestState, Trigger
 from fastprof.recorder import TrafficRecorder
@@ -81,6 +82,10 @@ class FastprofMiddleware:
     :param record_to: append every request (method, path, query, the ``record_headers``,
         up to ``record_body_bytes`` of body, status, timing) to this JSONL file, for
         ``fastprof scan --replay``.
+    :param metrics: export Prometheus metrics (True, or a
+        :class:`~fastprof.metrics.PrometheusMetrics` with your registry); turns timing on.
+    :param metrics_path: where the middleware serves the metrics (None: not served; read
+        ``middleware.metrics.registry`` with your own exporter).
     :param enabled: False makes the middleware a pass-through.
     """
 
@@ -112,6 +117,8 @@ class FastprofMiddleware:
         record_to: str | None = None,
         record_headers: Sequence[str] = ("content-type", "accept"),
         record_body_bytes: int = 64 * 1024,
+        metrics: bool | PrometheusMetrics = False,
+        metrics_path: str | None = "/metrics",
         enabled: bool = True,
     ) -> None:
         self.app = app
@@ -140,6 +147,8 @@ class FastprofMiddleware:
             record_to=record_to,
             record_headers=record_headers,
             record_body_bytes=record_body_bytes,
+            metrics=metrics,
+            metrics_path=metrics_path,
             enabled=enabled,
         )
         self.store = (
@@ -153,6 +162,17 @@ class FastprofMiddleware:
         )
         if on_profile is not None:
             self.store.subscribe(on_profile)
+        self.metrics: PrometheusMetrics | None = None
+        if metrics is not False:
+            from fastprof.metrics import PrometheusMetrics
+
+            self.metrics = (
+                metrics if isinstance(metrics, PrometheusMetrics) else PrometheusMetrics()
+            )
+            self.store.subscribe_findings(self.metrics.on_finding)
+            timing = True
+            on_request = _chain(self.metrics.on_request, on_request)
+        self._metrics_path = metrics_path if self.metrics is not None else None
         if on_finding is not None:
             self.store.subscribe_findings(on_finding)
         self.detectors: list[Detector] = config.detectors
@@ -201,6 +221,9 @@ class FastprofMiddleware:
             if scope["type"] == "lifespan" and self._active:
                 send = self._watch_lifespan(send)
             await self.app(scope, receive, send)
+            return
+        if self._metrics_path is not None and scope["path"] == self._metrics_path:
+            await self._serve_metrics(send)
             return
         try:
             trigger = self._trigger(scope)
@@ -399,6 +422,21 @@ class FastprofMiddleware:
         )
         self.store.add_profile(profile)
 
+    async def _serve_metrics(self, send: Send) -> None:
+        assert self.metrics is not None
+        body, content_type = self.metrics.exposition()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", content_type.encode("latin-1")),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
     def _findings(self, state: RequestState, route: str, status: int, nbytes: int) -> list[Finding]:
         state.route, state.status = route, status
         state.facts.setdefault("response_bytes", nbytes)
@@ -500,6 +538,19 @@ def _running_only(node: Any) -> Any:
     copy.total -= copy.await_time
     copy.await_time = 0.0
     return copy
+
+
+def _chain(
+    first: Callable[[RequestRecord], None], second: Callable[[RequestRecord], None] | None
+) -> Callable[[RequestRecord], None]:
+    if second is None:
+        return first
+
+    def both(record: RequestRecord) -> None:
+        first(record)
+        second(record)
+
+    return both
 
 
 def _route_template(scope: Scope) -> str:
