@@ -38,6 +38,7 @@ from fastprof.backends.continuous import ContinuousBackend, SampledCapture
 from fastprof.config import MiddlewareConfig
 from fastprof.detectors import Detector
 from fastprof.findings import Finding
+from fastprof.guard import forward
 from fastprof.metrics import PrometheusMetrics
 from fastprof.model import CallTree
 from fastprof.record import ProfileRecord, RequestRecord, RequestState, Trigger
@@ -450,6 +451,7 @@ class FastprofMiddleware:
                 )
         if found:
             self.store.add_findings(found)
+            forward(found)
         return found
 
     def _start_detectors(self) -> None:

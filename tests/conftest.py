@@ -44,6 +44,16 @@ def no_leftovers() -> Iterator[None]:
         leftovers.append("ITIMER_REAL left armed")
     if "yappi" in sys.modules and sys.modules["yappi"].is_running():
         leftovers.append("yappi still running")
+    from fastprof._context import current_request
+    from fastprof.detectors import slow_serialization
+    from fastprof.guard import running
+
+    if slow_serialization.HOOKS.installed:
+        leftovers.append("slow_serialization hooks still installed (json.dumps, render)")
+    if running():
+        leftovers.append(f"guard() blocks still running: {running()}")
+    if current_request.get() is not None:
+        leftovers.append("fastprof._context.current_request left set")
     threads = _fastprof_threads()
     for name in threads:
         for t in threading.enumerate():

@@ -43,10 +43,14 @@ async def run_module(name: str) -> list[tuple[corpus.Case, list[Finding], str]]:
                         response = await client.request(case.method, case.path, json=case.json)
                         assert response.status_code < 500, f"{name} {case.path}: {response.text}"
                     await asyncio.sleep(0.05)  # let a watchdog finish reporting
-                    found = list(mw.store.findings)[before:]
-                    results.append((case, found, name))
+                    new = list(mw.store.findings)[before:]
+                    results.append((case, [f for f in new if f.route is not None], name))
     finally:
         mw.close()
+    # Findings about the whole app (route None, e.g. middleware_overhead) come when the
+    # detectors start, whichever case that is: score them once per module, against APP_KINDS.
+    app_case = corpus.Case("<app>", frozenset(getattr(module, "APP_KINDS", ())))
+    results.append((app_case, [f for f in mw.store.findings if f.route is None], name))
     return results
 
 

@@ -20,6 +20,9 @@ DETECTORS: dict[str, str] = {
     ),
     "slow_serialization": "fastprof.detectors.slow_serialization:SlowSerializationDetector",
     "middleware_overhead": "fastprof.detectors.middleware_overhead:MiddlewareOverheadDetector",
+    "threadpool_saturation": (
+        "fastprof.detectors.threadpool_saturation:ThreadpoolSaturationDetector"
+    ),
 }
 
 __all__ = ["DETECTORS", "Detector", "detector_class", "make_detectors"]
