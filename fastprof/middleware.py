@@ -34,7 +34,7 @@ from fastprof import _threadpool
 from fastprof._context import current_capture, current_request
 from fastprof.backends import Backend, make_backend
 from fastprof.backends.base import Capture
-from fastprof.backends.continuous import ContinuousBackend, SampledCapture
+from fastprof.backends.continuous import ContinuousBackend, Sample, SampledCapture, samples_into
 from fastprof.config import MiddlewareConfig
 from fastprof.detectors import Detector
 from fastprof.findings import Finding
@@ -192,8 +192,9 @@ class FastprofMiddleware:
             if continuous and self.sampler is not None
             else make_backend(config.backend_class, interval=interval)
         )
-        #: Per-route trees from the continuous sampler (all requests, not only kept ones).
-        self.route_trees: dict[str, CallTree] = {}
+        self._route_trees: dict[str, CallTree] = {}
+        self._route_samples: dict[str, list[Sample]] = {}
+        self._hooked = False
         self._header = trigger_header.lower().encode("latin-1") if trigger_header else None
         self._query = trigger_query.encode("latin-1") if trigger_query else None
         self._token = token
@@ -283,28 +284,36 @@ class FastprofMiddleware:
     ) -> None:
         started_at = time.time()
         started = time.perf_counter()
-        state = response = None
+        state: RequestState | None = None
         capture: Capture | None = None
-        tokens: tuple[Any, Any] | None = None
-        try:
-            if self.detectors and not self._detectors_started:
-                self._start_detectors()
-            state = RequestState(scope["method"], scope["path"], started)
-            for detector in self._beginners:
-                detector.begin(state)
-            response = _Response(send, add_header=trigger in ("header", "query"))
-            if trigger is not None:
-                backend = self.backend if trigger != "continuous" else self.sampler
-                assert backend is not None
-                capture = backend.start(sys._getframe(), is_async=True)
-                _threadpool.acquire()
-                tokens = (current_request.set(state), current_capture.set(capture))
-            else:
-                tokens = (current_request.set(state), None)
-        except Exception:
-            logger.exception("fastprof: starting the capture failed; the request continues")
-            capture = None
-        respond: Send = response.send if response is not None else send
+        request_token = capture_token = None
+        response = _Response(send, trigger == "header" or trigger == "query")
+        if trigger is not None or self.detectors:
+            try:
+                # The continuous sampler alone needs no per-request state: keep its path lean.
+                if self.detectors or trigger != "continuous":
+                    if self.detectors and not self._detectors_started:
+                        self._start_detectors()
+                    state = RequestState(scope["method"], scope["path"], started)
+                    for detector in self._beginners:
+                        detector.begin(state)
+                    request_token = current_request.set(state)
+                if trigger == "continuous":
+                    assert self.sampler is not None
+                    if not self._hooked:  # held until close(): every request would take it
+                        _threadpool.acquire()
+                        self._hooked = True
+                    capture = self.sampler.start(sys._getframe(), is_async=True)
+                elif trigger is not None:
+                    capture = self.backend.start(sys._getframe(), is_async=True)
+                    _threadpool.acquire()
+                if capture is not None:
+                    capture_token = current_capture.set(capture)
+            except Exception:
+                logger.exception("fastprof: starting the capture failed; the request continues")
+                if capture is not None and trigger != "continuous":
+                    _threadpool.release()
+                capture = None
         body: list[bytes] | None = None
         if self.recorder is not None:
             try:
@@ -313,20 +322,21 @@ class FastprofMiddleware:
                 logger.exception("fastprof: recording the request failed; the request continues")
         error: BaseException | None = None
         try:
-            await self.app(scope, receive, respond)
+            await self.app(scope, receive, response.send)
         except BaseException as exc:
             error = exc
             raise
         finally:
+            duration = time.perf_counter() - started
+            # Always undo the context, even if finishing fails below.
+            if capture_token is not None:
+                current_capture.reset(capture_token)
+            if request_token is not None:
+                current_request.reset(request_token)
             try:
                 if body is not None and self.recorder is not None:
-                    status = response.status if response is not None else 0
-                    self.recorder.record(
-                        scope, body, started_at, time.perf_counter() - started, status or 500
-                    )
-                self._finish(
-                    scope, state, response, capture, tokens, trigger, started, started_at, error
-                )
+                    self.recorder.record(scope, body, started_at, duration, response.status or 500)
+                self._finish(scope, state, response, capture, trigger, duration, started_at, error)
             except Exception:
                 logger.exception("fastprof: finishing the capture failed; the request continues")
 
@@ -334,34 +344,29 @@ class FastprofMiddleware:
         self,
         scope: Scope,
         state: RequestState | None,
-        response: _Response | None,
+        response: _Response,
         capture: Capture | None,
-        tokens: tuple[Any, Any] | None,
         trigger: Trigger | None,
-        started: float,
+        duration: float,
         started_at: float,
         error: BaseException | None,
     ) -> None:
-        duration = time.perf_counter() - started
+        samples: list[Sample] | None = None
         source = None
-        if capture is not None:
+        sampled = capture if isinstance(capture, SampledCapture) else None
+        if sampled is not None and trigger == "continuous":
+            samples = sampled.detach()
+        elif capture is not None:
             try:
                 source = capture.stop()
             finally:
                 _threadpool.release()
-        if tokens is not None:
-            current_request.reset(tokens[0])
-            if tokens[1] is not None:
-                current_capture.reset(tokens[1])
-        status = response.status if response is not None else 0
-        if error is not None and status == 0:
-            status = 500
-        nbytes = response.nbytes if response is not None else 0
+        status = response.status or (500 if error is not None else 0)
         method: str = scope["method"]
         route = _route_template(scope)
         findings: list[Finding] = []
         if state is not None and (self.detectors or state.findings):
-            findings = self._findings(state, f"{method} {route}", status, nbytes)
+            findings = self._findings(state, f"{method} {route}", status, response.nbytes)
         if self._timing:
             record = RequestRecord(
                 method,
@@ -369,33 +374,27 @@ class FastprofMiddleware:
                 scope["path"],
                 status,
                 duration,
-                nbytes,
+                response.nbytes,
                 started_at,
-                queries=len(state.queries) if state is not None else 0,
-                blocked=state.blocked if state is not None else 0.0,
-                findings=len(findings),
+                len(state.queries) if state is not None else 0,
+                state.blocked if state is not None else 0.0,
+                len(findings),
             )
             self.store.add_request(record)
             if self._on_request is not None:
                 self._on_request(record)
-        if source is None or capture is None or state is None:
+        if capture is None:
             return
         failed = status >= 500 or error is not None
-        if isinstance(capture, SampledCapture) and trigger == "continuous":
-            key = f"{method} {route}"
-            tree = source.get()
-            if tree.meta.get("sample_count"):
-                route_tree = self.route_trees.get(key)
-                if route_tree is None:
-                    route_tree = self.route_trees[key] = CallTree(
-                        backend="continuous", interval=tree.interval
-                    )
-                route_tree.root.add(_running_only(tree.root))
-                route_tree.duration += tree.duration
+        if samples is not None:
+            if samples:
+                self._add_route_samples(f"{method} {route}", samples)
             slow = self._slow is not None and duration >= self._slow
             if not (slow or (failed and self._keep_errors)):
                 return
             trigger = "slow" if slow else "error"
+            assert sampled is not None
+            source = sampled.tree_source(samples, duration)
         elif (
             trigger == "sample"
             and self._slow is not None
@@ -403,9 +402,9 @@ class FastprofMiddleware:
             and not (failed and self._keep_errors)
         ):
             return
-        record_id = (response.profile_id if response is not None else None) or uuid.uuid4().hex[:16]
+        assert source is not None
         profile = ProfileRecord(
-            id=record_id,
+            id=response.profile_id or uuid.uuid4().hex[:16],
             trigger=trigger or "sample",
             backend=self.backend.name if trigger not in ("slow", "error") else "continuous",
             source=source,
@@ -415,13 +414,38 @@ class FastprofMiddleware:
             query=scope.get("query_string", b"").decode("latin-1"),
             status=status,
             duration=duration,
-            response_bytes=nbytes,
+            response_bytes=response.nbytes,
             started_at=started_at,
             error=type(error).__name__ if error is not None else None,
-            blocks=state.blocks,
+            blocks=state.blocks if state is not None else [],
             findings=findings,
         )
         self.store.add_profile(profile)
+
+    def _add_route_samples(self, key: str, samples: list[Sample]) -> None:
+        pending = self._route_samples.get(key)
+        if pending is None:
+            pending = self._route_samples[key] = []
+        pending.extend(samples)
+        if len(pending) > 20_000:  # fold now and then, so memory stays bounded
+            self._fold(key)
+
+    def _fold(self, key: str) -> None:
+        samples = self._route_samples.pop(key, [])
+        tree = self._route_trees.get(key)
+        if tree is None:
+            assert self.sampler is not None
+            tree = self._route_trees[key] = CallTree(
+                backend="continuous", interval=self.sampler.interval
+            )
+        tree.duration += samples_into(tree, samples)
+
+    @property
+    def route_trees(self) -> dict[str, CallTree]:
+        """Per-route trees from the continuous sampler: every request, not only kept ones."""
+        for key in list(self._route_samples):
+            self._fold(key)
+        return self._route_trees
 
     async def _serve_metrics(self, send: Send) -> None:
         assert self.metrics is not None
@@ -496,6 +520,9 @@ class FastprofMiddleware:
                     detector.stop()
                 except Exception:
                     logger.exception("fastprof: stopping detector %s failed", detector.kind)
+        if self._hooked:
+            self._hooked = False
+            _threadpool.release()
         self.backend.close()
         if self.recorder is not None:
             self.recorder.flush()
@@ -507,19 +534,19 @@ class FastprofMiddleware:
 class _Response:
     """Wraps ``send`` to learn the status and body size (and, if asked, add one header)."""
 
-    __slots__ = ("_send", "add_header", "nbytes", "profile_id", "send", "status")
+    __slots__ = ("_send", "add_header", "nbytes", "profile_id", "status")
 
-    def __init__(self, send: Send, *, add_header: bool) -> None:
+    def __init__(self, send: Send, add_header: bool) -> None:
         self._send = send
         self.status = 0
         self.nbytes = 0
         self.add_header = add_header
         self.profile_id: str | None = None
-        self.send = self._capture
 
-    async def _capture(self, message: Message) -> None:
-        kind = message["type"]
-        if kind == "http.response.start":
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.body":
+            self.nbytes += len(message.get("body", b""))
+        elif message["type"] == "http.response.start":
             self.status = message["status"]
             if self.add_header:
                 # The profile id is known only after the request ends; reserve the id now.
@@ -529,17 +556,7 @@ class _Response:
                     *message.get("headers", []),
                     (PROFILE_HEADER, self.profile_id.encode()),
                 ]
-        elif kind == "http.response.body":
-            self.nbytes += len(message.get("body", b""))
         await self._send(message)
-
-
-def _running_only(node: Any) -> Any:
-    """A copy of the root without the unsampled remainder (meaningless summed over requests)."""
-    copy = node.copy()
-    copy.total -= copy.await_time
-    copy.await_time = 0.0
-    return copy
 
 
 def _chain(

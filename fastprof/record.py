@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypedDict
 
 import orjson
 
@@ -29,9 +29,8 @@ Trigger = Literal["header", "query", "sample", "slow", "error", "continuous", "b
 RECORD_SCHEMA = "fastprof.profile/1"
 
 
-@dataclass(slots=True, frozen=True)
-class RequestRecord:
-    """One request, measured without a call tree."""
+class RequestRecord(NamedTuple):
+    """One request, measured without a call tree (a tuple: built on every request)."""
 
     method: str
     route: str

@@ -197,24 +197,25 @@ async def test_sample_rate_bounds(wrap: Any, rate: float) -> None:
 
 
 async def test_slow_threshold_keeps_only_slow_requests_without_full_profiling(wrap: Any) -> None:
-    mw = wrap(slow_ms=80, continuous_interval=0.002)
+    # wide margins: a loaded machine makes the fast request slower
+    mw = wrap(slow_ms=250, continuous_interval=0.002)
     assert mw.backend.name == "pyinstrument" and mw.sampler is not None
-    await get(mw, "/work?ms=1")
+    await get(mw, "/work?ms=0")
     assert not mw.store.profiles
-    await get(mw, "/work?ms=150")
+    await get(mw, "/work?ms=300")
     (record,) = mw.store.profiles
     assert record.trigger == "slow" and record.backend == "continuous"
-    assert record.duration >= 0.08
+    assert record.duration >= 0.25
     assert "work" in record.tree.functions()
 
 
 async def test_slow_threshold_applies_to_sampled_requests(wrap: Any) -> None:
-    mw = wrap(sample_rate=1.0, slow_ms=60)
-    await get(mw, "/work?ms=1")
-    await get(mw, "/work?ms=90")
+    mw = wrap(sample_rate=1.0, slow_ms=250)
+    await get(mw, "/work?ms=0")
+    await get(mw, "/work?ms=300")
     (record,) = mw.store.profiles
     assert record.trigger == "sample" and record.backend == "pyinstrument"
-    assert record.duration >= 0.06
+    assert record.duration >= 0.25
 
 
 async def test_errors_are_kept_even_when_fast(wrap: Any) -> None:

@@ -50,6 +50,8 @@ class TreeSource:
 class Capture(ABC):
     """One running capture of one request or block."""
 
+    __slots__ = ("__dict__", "anchor")
+
     def __init__(self, anchor: FrameType | None) -> None:
         #: The frame that started the capture; frames at and above it are not in the tree.
         self.anchor = anchor

@@ -37,6 +37,9 @@ from fastprof.model import CallTree, FrameKey
 
 T = TypeVar("T")
 
+#: Suspended requests whose await chain one tick walks at most (the rest are estimated).
+MAX_AWAIT_SAMPLES = 4
+
 # One sample: (weight in seconds, frame-key prefix, code objects outermost first, awaiting)
 Sample = tuple[float, tuple[FrameKey, ...], tuple[CodeType, ...], bool]
 
@@ -58,6 +61,8 @@ class ContinuousBackend(Backend):
 
 
 class SampledCapture(Capture):
+    __slots__ = ("in_threads", "sampler", "samples", "started", "task", "thread")
+
     def __init__(self, sampler: Sampler, anchor: FrameType | None) -> None:
         super().__init__(anchor)
         self.sampler = sampler
@@ -69,15 +74,22 @@ class SampledCapture(Capture):
         # Outside async code (a sync profile() block on any thread) the thread is sampled.
         self.thread = sampler.add_thread(self, (), anchor) if self.task is None else None
 
-    def stop(self) -> TreeSource:
+    def detach(self) -> list[Sample]:
+        """Stop sampling this capture; its samples so far (the cheap half of ``stop``)."""
         if self.task is not None:
             self.sampler.remove_task(self.task)
         if self.thread is not None:
             self.sampler.remove_thread(self.thread)
-        duration = time.perf_counter() - self.started
         samples, self.samples = self.samples, []
+        return samples
+
+    def tree_source(self, samples: list[Sample], duration: float) -> TreeSource:
         interval = self.sampler.interval
         return TreeSource(lambda: build_tree(samples, duration, interval))
+
+    def stop(self) -> TreeSource:
+        samples = self.detach()
+        return self.tree_source(samples, time.perf_counter() - self.started)
 
     def wrap_thread(self, func: Callable[..., T], path: list[Any]) -> Callable[..., T]:
         sampler = self.sampler
@@ -167,7 +179,9 @@ class Sampler:
         self._stopping = False
         self._last = 0.0
         self._idle_since: float | None = None
-        self._random = random.Random().random
+        rng = random.Random()
+        self._random = rng.random
+        self._sample_of = rng.sample
 
     # -- registration (called on the loop thread / worker threads) ---------------------------
     def add_task(self, capture: SampledCapture) -> Any:
@@ -313,12 +327,22 @@ class Sampler:
                 capture.samples.append((weight, (), codes, False))
         # Requests that are not running are suspended in an await: where, is in their
         # coroutine chain (unless a worker thread is doing their work - sampled below).
-        for task, capture in list(self._tasks.items()):
-            if task is None or task in running or capture.in_threads:
-                continue
+        suspended = [
+            (task, capture)
+            for task, capture in list(self._tasks.items())
+            if task is not None and task not in running and not capture.in_threads
+        ]
+        if len(suspended) > MAX_AWAIT_SAMPLES:
+            # Walking every suspended coroutine chain on every tick would cost the loop time
+            # in proportion to concurrency; a random few, weighted up, estimate the same.
+            share = weight * len(suspended) / MAX_AWAIT_SAMPLES
+            suspended = self._sample_of(suspended, MAX_AWAIT_SAMPLES)
+        else:
+            share = weight
+        for task, capture in suspended:
             codes = _awaiting(task, capture.anchor)
             if codes:
-                capture.samples.append((weight, (), codes, True))
+                capture.samples.append((share, (), codes, True))
         for ident, (capture, prefix, anchor) in list(self._threads.items()):
             frame = frames.get(ident)
             if frame is None:
