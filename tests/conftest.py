@@ -29,8 +29,8 @@ def no_leftovers() -> Iterator[None]:
     yield
     import fastprof.backends.continuous as continuous
 
-    for sampler in continuous.Sampler._shared.values():
-        sampler.stop()
+    if continuous.Sampler._shared is not None:
+        continuous.Sampler._shared.stop()
     leftovers = []
     if sys.getprofile() is not None:
         leftovers.append(f"profile hook {sys.getprofile()!r}")

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any, TypeVar
 
+from fastprof._context import current_capture
 from fastprof._frames import code_key
 from fastprof.backends.base import Backend, Capture, TreeSource
 from fastprof.model import CallTree, FrameKey
@@ -51,24 +52,25 @@ class ContinuousBackend(Backend):
 
     def __init__(self, *, interval: float = 0.01) -> None:
         super().__init__(interval=interval)
-        self.sampler = Sampler.shared(interval)
+        self.sampler = Sampler.shared()
 
     def start(self, anchor: FrameType | None, *, is_async: bool) -> Capture:
-        return SampledCapture(self.sampler, anchor)
+        return SampledCapture(self.sampler, anchor, self.interval)
 
     def close(self) -> None:
         self.sampler.stop()
 
 
 class SampledCapture(Capture):
-    __slots__ = ("in_threads", "sampler", "samples", "started", "task", "thread")
+    __slots__ = ("in_threads", "interval", "sampler", "samples", "started", "task", "thread")
 
-    def __init__(self, sampler: Sampler, anchor: FrameType | None) -> None:
+    def __init__(self, sampler: Sampler, anchor: FrameType | None, interval: float) -> None:
         super().__init__(anchor)
         self.sampler = sampler
         self.samples: list[Sample] = []
         #: Worker threads running for this request right now (its task is waiting for them).
         self.in_threads = 0
+        self.interval = interval
         self.started = time.perf_counter()
         self.task = sampler.add_task(self)
         # Outside async code (a sync profile() block on any thread) the thread is sampled.
@@ -79,12 +81,12 @@ class SampledCapture(Capture):
         if self.task is not None:
             self.sampler.remove_task(self.task)
         if self.thread is not None:
-            self.sampler.remove_thread(self.thread)
+            self.sampler.remove_thread(self.thread, self)
         samples, self.samples = self.samples, []
         return samples
 
     def tree_source(self, samples: list[Sample], duration: float) -> TreeSource:
-        interval = self.sampler.interval
+        interval = self.interval
         return TreeSource(lambda: build_tree(samples, duration, interval))
 
     def stop(self) -> TreeSource:
@@ -102,7 +104,7 @@ class SampledCapture(Capture):
                 return func(*args, **kwargs)
             finally:
                 self.in_threads -= 1
-                sampler.remove_thread(ident)
+                sampler.remove_thread(ident, self)
 
         return run_sampled
 
@@ -155,30 +157,35 @@ class Sampler:
     (measured here: 0 ticks in 0.3 s next to a busy loop, against 30 next to plain code).
     """
 
-    _shared: dict[float, Sampler] = {}
+    _shared: Sampler | None = None
     _shared_lock = threading.Lock()
 
     @classmethod
-    def shared(cls, interval: float) -> Sampler:
+    def shared(cls) -> Sampler:
+        """The process's sampler (one ``SIGALRM`` timer serves every interval)."""
         with cls._shared_lock:
-            sampler = cls._shared.get(interval)
-            if sampler is None:
-                sampler = cls._shared[interval] = cls(interval)
-            return sampler
+            if cls._shared is None:
+                cls._shared = cls()
+            return cls._shared
 
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
+    def __init__(self) -> None:
+        #: The tick interval: the finest of the registered captures' intervals.
+        self.interval = 0.01
+        self._intervals: dict[float, int] = {}
         self.ticks = 0
         self._tasks: dict[Any, SampledCapture] = {}
         self._loops: dict[asyncio.AbstractEventLoop, int] = {}
-        self._threads: dict[int, tuple[SampledCapture, tuple[FrameKey, ...], FrameType | None]] = {}
+        # thread -> the captures sampling it (sync blocks nest: several per thread)
+        self._threads: dict[
+            int, list[tuple[SampledCapture, tuple[FrameKey, ...], FrameType | None]]
+        ] = {}
         # Re-entrant: the SIGALRM handler may run while the main thread holds it.
         self._lock = threading.RLock()
         self._mode: str | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
-        self._last = 0.0
         self._idle_since: float | None = None
+        self._last = 0.0
         rng = random.Random()
         self._random = rng.random
         self._sample_of = rng.sample
@@ -195,24 +202,44 @@ class Sampler:
         if loop not in self._loops:
             self._loops[loop] = threading.get_ident()
         self._tasks[task] = capture
+        self._count(capture.interval, 1)
         if self._mode is None:
             self._start()
         return task
 
     def remove_task(self, task: Any) -> None:
-        self._tasks.pop(task, None)
+        capture = self._tasks.pop(task, None)
+        if capture is not None:
+            self._count(capture.interval, -1)
+
+    def _count(self, interval: float, change: int) -> None:
+        count = self._intervals.get(interval, 0) + change
+        if count > 0:
+            self._intervals[interval] = count
+        else:
+            self._intervals.pop(interval, None)
+        if self._intervals:
+            self.interval = min(self._intervals)
 
     def add_thread(
         self, capture: SampledCapture, prefix: tuple[FrameKey, ...], anchor: FrameType | None
     ) -> int:
         ident = threading.get_ident()
-        self._threads[ident] = (capture, prefix, anchor)
+        self._threads.setdefault(ident, []).append((capture, prefix, anchor))
+        self._count(capture.interval, 1)
         if self._mode is None:
             self._start()
         return ident
 
-    def remove_thread(self, ident: int) -> None:
-        self._threads.pop(ident, None)
+    def remove_thread(self, ident: int, capture: SampledCapture) -> None:
+        entries = self._threads.get(ident, [])
+        for index, entry in enumerate(entries):
+            if entry[0] is capture:
+                del entries[index]
+                self._count(capture.interval, -1)
+                break
+        if not entries:
+            self._threads.pop(ident, None)
 
     # -- ticking ---------------------------------------------------------------------------
     @property
@@ -228,8 +255,8 @@ class Sampler:
         with self._lock:
             if self._mode is not None:
                 return
-            self._last = time.perf_counter()
             self._idle_since = None
+            self._last = time.perf_counter()
             if _can_use_sigalrm():
                 # Disarm before the interpreter restores default handlers at exit: a SIGPROF
                 # arriving after that would kill the process ("Alarm clock").
@@ -263,14 +290,14 @@ class Sampler:
     def _tick(self, main_frame: FrameType | None) -> bool:
         """One tick; False when it is time to stop (idle for a second)."""
         now = time.perf_counter()
-        weight, self._last = now - self._last, now
-        if weight > 6 * self.interval:  # first tick after a pause: don't charge the pause
-            weight = self.interval
+        gap, self._last = now - self._last, now
+        if gap > 6 * self.interval:  # first tick after a pause: don't charge the pause
+            gap = self.interval
         if self._tasks or self._threads:
             self._idle_since = None
             # never let the sampler fail loudly: a bad tick is a lost sample
             with contextlib.suppress(Exception):
-                self.sample(weight, main_frame)
+                self.sample(gap, main_frame)
             return True
         if self._idle_since is None:
             self._idle_since = now
@@ -301,55 +328,81 @@ class Sampler:
                     self._mode = None
                     return
 
-    def sample(self, weight: float, main_frame: FrameType | None = None) -> None:
-        """Take one sample of every registered loop and worker thread.
+    def sample(self, gap: float, main_frame: FrameType | None = None) -> None:
+        """One tick, ``gap`` seconds after the previous one: sample the registered captures.
 
-        ``main_frame``: the main thread's frame as a signal handler sees it (the handler's own
-        frames are on top of the main thread's stack in ``sys._current_frames()``).
+        The timer ticks at the finest interval registered. A capture with a coarser interval
+        is sampled at a tick with probability ``gap / interval`` and its sample then weighs
+        ``interval`` seconds - in expectation exactly the ``gap`` it stands for, so every
+        capture's tree estimates its time without bias at its own rate. ``main_frame``: the
+        main thread's frame as a signal handler sees it (the handler's own frames are on top of
+        the main thread's stack in ``sys._current_frames()``).
         """
         self.ticks += 1
+        chance = self._random
+
+        def weight(capture: SampledCapture) -> float:
+            """The sample's weight, or 0.0 when this tick skips the capture."""
+            if gap >= capture.interval:
+                return gap
+            return capture.interval if chance() * capture.interval < gap else 0.0
+
         frames = sys._current_frames()
         if main_frame is not None:
             frames[threading.main_thread().ident or 0] = main_frame
         running = set()
+        busy: set[SampledCapture] = set()  # captures whose work is on the CPU right now
         for loop, ident in list(self._loops.items()):
             if loop.is_closed():
                 del self._loops[loop]
                 continue
             task = asyncio.current_task(loop)
             capture = self._tasks.get(task) if task is not None else None
+            if capture is None and main_frame is not None and ident == _MAIN:
+                # A task the request spawned (asyncio.gather, BaseHTTPMiddleware's call_next)
+                # runs in a copy of the request's context; a signal handler runs in the
+                # context of whatever it interrupted, so it can ask.
+                found = current_capture.get()
+                if isinstance(found, SampledCapture) and found.sampler is self:
+                    capture = found
             frame = frames.get(ident)
             if capture is None or frame is None:
                 continue
             running.add(task)
-            codes = _walk(frame, capture.anchor)
-            if codes is not None:
-                capture.samples.append((weight, (), codes, False))
-        # Requests that are not running are suspended in an await: where, is in their
-        # coroutine chain (unless a worker thread is doing their work - sampled below).
-        suspended = [
-            (task, capture)
-            for task, capture in list(self._tasks.items())
-            if task is not None and task not in running and not capture.in_threads
-        ]
-        if len(suspended) > MAX_AWAIT_SAMPLES:
-            # Walking every suspended coroutine chain on every tick would cost the loop time
-            # in proportion to concurrency; a random few, weighted up, estimate the same.
-            share = weight * len(suspended) / MAX_AWAIT_SAMPLES
-            suspended = self._sample_of(suspended, MAX_AWAIT_SAMPLES)
-        else:
-            share = weight
-        for task, capture in suspended:
-            codes = _awaiting(task, capture.anchor)
-            if codes:
-                capture.samples.append((share, (), codes, True))
-        for ident, (capture, prefix, anchor) in list(self._threads.items()):
+            busy.add(capture)
+            w = weight(capture)
+            if w:
+                codes = _walk(frame, capture.anchor, task_root=True)
+                if codes is not None:
+                    capture.samples.append((w, (), codes, False))
+        for ident, entries in list(self._threads.items()):
             frame = frames.get(ident)
             if frame is None:
                 continue
-            codes = _walk(frame, anchor)
-            if codes is not None:
-                capture.samples.append((weight, prefix, codes, False))
+            for capture, prefix, anchor in list(entries):
+                w = weight(capture)
+                if w:
+                    codes = _walk(frame, anchor)
+                    if codes is not None:
+                        capture.samples.append((w, prefix, codes, False))
+        # Requests that are not running are suspended in an await: where, is in their
+        # coroutine chain (unless a worker thread is doing their work - sampled above).
+        suspended = []
+        for task, capture in list(self._tasks.items()):
+            if task not in running and not capture.in_threads and capture not in busy:
+                w = weight(capture)
+                if w:
+                    suspended.append((task, capture, w))
+        scale = 1.0
+        if len(suspended) > MAX_AWAIT_SAMPLES:
+            # Walking every suspended coroutine chain on every tick would cost the loop time
+            # in proportion to concurrency; a random few, weighted up, estimate the same.
+            scale = len(suspended) / MAX_AWAIT_SAMPLES
+            suspended = self._sample_of(suspended, MAX_AWAIT_SAMPLES)
+        for task, capture, w in suspended:
+            codes = _awaiting(task, capture.anchor)
+            if codes:
+                capture.samples.append((w * scale, (), codes, True))
 
 
 _atexit_registered: set[int] = set()
@@ -386,13 +439,33 @@ def _awaiting(task: Any, anchor: FrameType | None) -> tuple[CodeType, ...]:
     return tuple(codes)
 
 
-def _walk(frame: FrameType | None, anchor: FrameType | None) -> tuple[CodeType, ...] | None:
-    """Code objects from just below ``anchor`` down to ``frame``; None if anchor not on stack."""
+_TASK_STEP = asyncio.events.Handle._run.__code__
+_MAIN = threading.main_thread().ident
+
+
+def _walk(
+    frame: FrameType | None, anchor: FrameType | None, *, task_root: bool = False
+) -> tuple[CodeType, ...] | None:
+    """Code objects from just below ``anchor`` down to ``frame``; None if anchor not on stack.
+
+    With ``task_root``, a stack without the anchor (a task the request spawned) is taken from
+    the task's own first frame (just below the event loop's ``Handle._run``) instead.
+    """
     codes: list[CodeType] = []
     while frame is not None:
         if frame is anchor:
             codes.reverse()
             return tuple(codes)
+        if task_root and frame.f_code is _TASK_STEP:
+            codes.reverse()
+            return (_SPAWNED, *codes)
         codes.append(frame.f_code)
         frame = frame.f_back
     return None if anchor is not None else tuple(reversed(codes))
+
+
+def _spawned_marker() -> None:
+    """Stands for "a task the request spawned" at the top of such samples."""
+
+
+_SPAWNED = _spawned_marker.__code__.replace(co_name="<spawned task>", co_filename="<asyncio>")

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "view": "fastprof.cli.view:view",
     "scan": "fastprof.cli.scan:scan",
     "diff": "fastprof.cli.diff:diff",
+    "report": "fastprof.cli.report:report",
 }
 
 

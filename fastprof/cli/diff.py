@@ -8,7 +8,7 @@ from typing import Any
 import click
 import orjson
 
-from fastprof.cli import EXIT_USAGE, CommandError
+from fastprof.cli import EXIT_FAILURE, EXIT_USAGE, CommandError
 
 
 @click.command()
@@ -21,11 +21,22 @@ from fastprof.cli import EXIT_USAGE, CommandError
     metavar="PCT",
     help="Exit 1 when a route's req/s fell, or p50/p99 rose, by more than PCT percent.",
 )
-def diff(a: str, b: str, as_json: bool, fail_on_regression: float | None) -> None:
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(dir_okay=False, writable=True),
+    metavar="OUT",
+    help="Also write the comparison as a self-contained HTML page, with a differential flame "
+    "graph per route (needs each result's routes/*.tree.json).",
+)
+def diff(
+    a: str, b: str, as_json: bool, fail_on_regression: float | None, html_out: str | None
+) -> None:
     """Compare two scans (a findings.json or the directory holding one): A is the baseline.
 
     Per route: req/s and latency with the change in percent, queries per request and
-    event-loop blocked time; findings fixed, new and still open.
+    event-loop blocked time; findings fixed, new and still open. With --html, a page that
+    shows the same and, per route, a flame graph coloured by the time B gained or lost.
 
     Exit status: 0 done; 1 a regression past --fail-on-regression; 2 a file is missing or
     not a scan result.
@@ -40,6 +51,8 @@ def diff(a: str, b: str, as_json: bool, fail_on_regression: float | None) -> Non
     except (ValueError, OSError) as exc:
         raise CommandError(str(exc), EXIT_USAGE) from None
     compared = diff_results(result_a, result_b, a, b)
+    if html_out is not None:
+        _write_html(html_out, compared, a, b, result_a, result_b, fail_on_regression)
     if as_json:
         click.echo(orjson.dumps(compared, option=orjson.OPT_INDENT_2).decode())
     else:
@@ -50,6 +63,34 @@ def diff(a: str, b: str, as_json: bool, fail_on_regression: float | None) -> Non
             click.echo(f"regression: {line}", err=True)
         if found:
             sys.exit(1)
+
+
+def _write_html(
+    out: str,
+    compared: Any,
+    a: str,
+    b: str,
+    result_a: Any,
+    result_b: Any,
+    threshold: float | None,
+) -> None:
+    from fastprof.report.diff import diff_payload, render_diff
+    from fastprof.scan.diff import load_result_trees
+
+    payload = diff_payload(
+        compared,
+        result_a,
+        result_b,
+        load_result_trees(a, result_a),
+        load_result_trees(b, result_b),
+        threshold_pct=threshold if threshold is not None else 5.0,
+    )
+    try:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(render_diff(payload))
+    except OSError as exc:
+        raise CommandError(f"{out}: cannot write: {exc.strerror or exc}", EXIT_FAILURE) from None
+    click.echo(f"wrote the diff page to {out}", err=True)
 
 
 def _fmt(value: float | None, change: float | None) -> str:

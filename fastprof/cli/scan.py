@@ -108,7 +108,7 @@ def scan(app: str | None, **options: Any) -> None:
 
     Routes come from the app's OpenAPI schema and from --scenario files; routes that need
     parameters, bodies or auth and have no scenario are listed as skipped. Writes
-    findings.json, index.html and per-route flame graphs (speedscope, collapsed) to --out.
+    findings.json, index.html and per-route flame graphs (speedscope, collapsed, SVG) to --out.
 
     Exit status: 0 done; 1 --fail-on or --budget tripped; 2 bad option or input file;
     3 the app could not be loaded; 4 the app crashed or never answered at startup;

@@ -12,13 +12,14 @@ from typing import Any, Literal
 from fastprof.model import CallTree
 from fastprof.renderers.base import Renderer
 
-RendererName = Literal["text", "speedscope", "collapsed", "html"]
+RendererName = Literal["text", "speedscope", "collapsed", "html", "svg"]
 
 RENDERERS: dict[str, str] = {
     "text": "fastprof.renderers.text:TextRenderer",
     "speedscope": "fastprof.renderers.speedscope:SpeedscopeRenderer",
     "collapsed": "fastprof.renderers.collapsed:CollapsedRenderer",
     "html": "fastprof.renderers.html:HTMLRenderer",
+    "svg": "fastprof.renderers.svg:SVGRenderer",
 }
 
 __all__ = ["RENDERERS", "Renderer", "RendererName", "render", "renderer_class"]

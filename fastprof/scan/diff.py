@@ -7,8 +7,10 @@ matched by kind and route (a finding's line may move between versions).
 
 from __future__ import annotations
 
+import os
 from typing import Any, TypedDict
 
+from fastprof.model import CallTree
 from fastprof.scan.results import RouteResult, ScanFinding, ScanResult
 
 
@@ -78,19 +80,39 @@ def diff_results(a: ScanResult, b: ScanResult, name_a: str = "A", name_b: str = 
     }
 
 
+def route_regressions(route: RouteDelta, threshold_pct: float) -> list[str]:
+    """How ``route`` got worse: req/s fell, or p50/p99 rose, by more than ``threshold_pct``."""
+    found = []
+    for metric in ("rps", "p50", "p99"):
+        change = route["change_pct"][metric]
+        if change is None:
+            continue
+        worse = -change if metric in HIGHER_IS_BETTER else change
+        if worse > threshold_pct:
+            moved = "fell" if metric in HIGHER_IS_BETTER else "rose"
+            found.append(
+                f"{route['route']}: {metric} {moved} {abs(change):.1f}% "
+                f"(threshold {threshold_pct:g}%)"
+            )
+    return found
+
+
 def regressions(diff: DiffResult, threshold_pct: float) -> list[str]:
     """Routes whose req/s dropped, or latency rose, by more than ``threshold_pct`` percent."""
-    found = []
-    for route in diff["routes"]:
-        for metric in ("rps", "p50", "p99"):
-            change = route["change_pct"][metric]
-            if change is None:
-                continue
-            worse = -change if metric in HIGHER_IS_BETTER else change
-            if worse > threshold_pct:
-                moved = "fell" if metric in HIGHER_IS_BETTER else "rose"
-                found.append(
-                    f"{route['route']}: {metric} {moved} {abs(change):.1f}% "
-                    f"(threshold {threshold_pct:g}%)"
-                )
-    return found
+    return [line for route in diff["routes"] for line in route_regressions(route, threshold_pct)]
+
+
+def result_dir(path: str) -> str:
+    """The report directory of a result given as a directory or as its findings.json."""
+    return path if os.path.isdir(path) else (os.path.dirname(path) or ".")
+
+
+def load_result_trees(path: str, result: ScanResult) -> dict[str, CallTree]:
+    """Each route's call tree from the result's report directory (``routes/*.tree.json``).
+
+    The differential flame graph needs both scans' trees; a route whose tree file is missing
+    gets none (its graph then shows only the other side).
+    """
+    from fastprof.scan.report import load_trees
+
+    return load_trees(result_dir(path), result)

@@ -92,6 +92,49 @@ def test_sampler_thread_runs_only_while_needed() -> None:
     assert not [t for t in threading.enumerate() if t.name == "fastprof-sampler"]
 
 
-def test_shared_sampler_per_interval() -> None:
-    assert Sampler.shared(0.5) is Sampler.shared(0.5)
-    assert Sampler.shared(0.5) is not Sampler.shared(0.25)
+def test_one_sampler_serves_every_interval() -> None:
+    coarse, fine = ContinuousBackend(interval=0.02), ContinuousBackend(interval=0.002)
+    assert coarse.sampler is fine.sampler is Sampler.shared()
+    a = coarse.start(None, is_async=False)
+    assert coarse.sampler.interval == 0.02
+    burn(0.01)
+    b = fine.start(None, is_async=False)
+    assert coarse.sampler.interval == 0.002  # ticks at the finest interval registered
+    burn(0.2)
+    fine_tree = b.stop().get()
+    coarse_tree = a.stop().get()
+    # each capture sampled at its own rate: ~100 samples vs ~10
+    assert fine_tree.root.samples > 3 * coarse_tree.root.samples > 0
+    assert coarse.sampler.interval == 0.02 or not coarse.sampler.running
+
+
+async def test_work_in_tasks_the_request_spawns_is_sampled() -> None:
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    app = FastAPI()
+
+    @app.middleware("http")
+    async def timing_header(request, call_next):  # type: ignore[no-untyped-def]
+        return await call_next(request)  # runs the endpoint in a task of its own
+
+    @app.get("/cpu")
+    async def cpu_heavy() -> dict[str, int]:
+        burn(0.15)
+        return {}
+
+    assert BaseHTTPMiddleware  # the decorator above builds one
+    mw = FastprofMiddleware(app, backend="continuous", continuous_interval=0.002, slow_ms=100)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=mw), base_url="http://t"
+        ) as client:
+            await client.get("/cpu")
+        (record,) = mw.store.profiles
+        tree = record.tree
+        (node,) = tree.find("cpu_heavy")
+        assert node.total >= 0.05
+        assert tree.find("<spawned task>")
+        # the request's own task waited for that task meanwhile: not counted twice
+        assert tree.total <= record.duration * 1.2
+    finally:
+        mw.close()

@@ -133,7 +133,7 @@ def test_short_path(tmp_path: Path) -> None:
 
 
 def test_render_unknown_format_lists_names(app_dir: Path) -> None:
-    with pytest.raises(ValueError, match="collapsed, html, speedscope, text"):
+    with pytest.raises(ValueError, match="collapsed, html, speedscope, svg, text"):
         render(build(app_dir), "pdf")
 
 

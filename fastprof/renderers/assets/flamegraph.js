@@ -10,6 +10,12 @@
  *
  * Only nodes at least half a pixel wide are laid out, and only the rows in view are drawn, so a
  * profile with tens of thousands of nodes stays responsive.
+ *
+ * Differential mode: when `data.diff` is present ({a: [...], b: [...]}, each node's inclusive
+ * time in profile A and in profile B), `total` is a + b, so a frame that exists in only one of
+ * the two still has room, and each frame is coloured by b - a: red where B spent more time, blue
+ * where it spent less. `options.labels` names the two sides ({a: "A", b: "B"}), `options.unit`
+ * is appended to the times in the tooltip (" per request").
  */
 (function (global) {
   "use strict";
@@ -55,6 +61,17 @@
     this.n = data.parent.length;
     this.rootTotal = this.n ? this.total[0] : 0;
     this.hideLibrary = !!this.options.hideLibrary;
+    this.diff = data.diff || null;
+    this.labels = this.options.labels || { a: "A", b: "B" };
+    this.unit = this.options.unit || "";
+    if (this.diff) {
+      var biggest = 0;
+      for (var d = 1; d < this.n; d++) {
+        var change = Math.abs(this.diff.b[d] - this.diff.a[d]);
+        if (change > biggest) biggest = change;
+      }
+      this.biggestChange = biggest;
+    }
     this.zoomed = 0;
     this.query = "";
     this.matched = null;
@@ -85,12 +102,16 @@
     toggle.appendChild(this.libBox);
     toggle.appendChild(document.createTextNode(" Hide library frames"));
     var legend = el("span", "fpf-legend");
-    legend.appendChild(el("span", "fpf-swatch fpf-swatch-user"));
-    legend.appendChild(document.createTextNode("your code "));
-    legend.appendChild(el("span", "fpf-swatch fpf-swatch-lib"));
-    legend.appendChild(document.createTextNode("library "));
-    legend.appendChild(el("span", "fpf-swatch fpf-swatch-await"));
-    legend.appendChild(document.createTextNode("await"));
+    var keys = this.diff
+      ? [["fpf-swatch-gain", "more time in " + this.labels.b + " "],
+         ["fpf-swatch-loss", "less time in " + this.labels.b + " "],
+         ["fpf-swatch-same", "unchanged"]]
+      : [["fpf-swatch-user", "your code "], ["fpf-swatch-lib", "library "],
+         ["fpf-swatch-await", "await"]];
+    for (var k = 0; k < keys.length; k++) {
+      legend.appendChild(el("span", "fpf-swatch " + keys[k][0]));
+      legend.appendChild(document.createTextNode(keys[k][1]));
+    }
     bar.appendChild(this.searchBox);
     bar.appendChild(this.matchInfo);
     bar.appendChild(toggle);
@@ -326,6 +347,13 @@
       lib: function (h) {
         return "hsl(" + (196 + (h % 28)) + "," + (dark ? "22%," : "38%,") + (dark ? 30 + (h % 8) : 76 + (h % 8)) + "%)";
       },
+      gain: function (t) {
+        return "hsl(4," + (dark ? "58%," : "78%,") + (dark ? 24 + 18 * t : 90 - 28 * t) + "%)";
+      },
+      loss: function (t) {
+        return "hsl(212," + (dark ? "52%," : "72%,") + (dark ? 24 + 18 * t : 90 - 28 * t) + "%)";
+      },
+      same: dark ? "#34363b" : "#e6e7ea",
       match: dark ? "hsl(300,70%,45%)" : "hsl(300,80%,70%)",
       faded: dark ? "#2c2c2c" : "#e4e4e4",
       wait: dark ? "#3c3f46" : "#d2d5db",
@@ -385,6 +413,8 @@
           textColor = colors.dimText;
         } else if (this.matched) {
           fill = colors.match;
+        } else if (this.diff) {
+          fill = this.diffColor(i, colors);
         } else {
           var h = hash(this.label(i));
           fill = i === 0 || this.lib[i] ? colors.lib(h) : colors.user(h);
@@ -408,6 +438,33 @@
         box(cx, depth + 1, aw, colors.wait, "[await]", colors.dimText, AWAIT, i);
       }
     }
+  };
+
+  // Red for time B gained, blue for time it lost; the strongest change in the tree is the
+  // deepest colour, and a change under 1% of the larger side is no change.
+  Flame.prototype.diffColor = function (i, colors) {
+    var a = this.diff.a[i];
+    var b = this.diff.b[i];
+    var change = b - a;
+    if (Math.abs(change) <= 0.01 * Math.max(a, b) || !(this.biggestChange > 0)) return colors.same;
+    var t = Math.min(1, Math.sqrt(Math.abs(change) / this.biggestChange));
+    return change > 0 ? colors.gain(t) : colors.loss(t);
+  };
+
+  Flame.prototype.diffLines = function (i, lines) {
+    var a = this.diff.a[i];
+    var b = this.diff.b[i];
+    var change = b - a;
+    var sign = change > 0 ? "+" : change < 0 ? "\u2212" : "\u00b1";
+    var note = "";
+    if (a > 0 && b > 0) note = " (" + sign + Math.abs((change / a) * 100).toFixed(1) + "%)";
+    else if (b > 0) note = " (only in " + this.labels.b + ")";
+    else if (a > 0) note = " (only in " + this.labels.a + ")";
+    lines.push(["", this.labels.a + " " + ms(a) + " \u2192 " + this.labels.b + " " + ms(b) + this.unit]);
+    lines.push([
+      change > 0 ? "fpf-tip-gain" : change < 0 ? "fpf-tip-loss" : "",
+      "change " + sign + ms(Math.abs(change)) + note,
+    ]);
   };
 
   Flame.prototype.hitAt = function (event) {
@@ -442,9 +499,13 @@
       lines.push(["fpf-tip-title", this.label(i)]);
       var where = this.where(i);
       if (where) lines.push(["fpf-tip-where", where]);
-      lines.push(["", "total " + ms(this.total[i]) + " (" + percent(this.total[i], this.rootTotal) + " of all)"]);
-      lines.push(["", "self " + ms(this.self[i])]);
-      if (this.wait[i] > 0) lines.push(["", "await " + ms(this.wait[i])]);
+      if (this.diff) {
+        this.diffLines(i, lines);
+      } else {
+        lines.push(["", "total " + ms(this.total[i]) + " (" + percent(this.total[i], this.rootTotal) + " of all)"]);
+        lines.push(["", "self " + ms(this.self[i])]);
+        if (this.wait[i] > 0) lines.push(["", "await " + ms(this.wait[i])]);
+      }
       if (i !== 0) lines.push(["fpf-tip-note", this.lib[i] ? "library" : "your code"]);
     }
     while (this.tip.firstChild) this.tip.removeChild(this.tip.firstChild);
