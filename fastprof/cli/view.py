@@ -116,7 +116,7 @@ def view(
     max_depth: int | None,
     color: bool | None,
 ) -> None:
-    """Render FILE, a stored profile or call tree, as text, speedscope, collapsed stacks, HTML or SVG.
+    """Render FILE, a stored profile or call tree: text, speedscope, collapsed, HTML or SVG.
 
     FILE is a profile fastprof stored (schema fastprof.profile/1) or a bare call tree (schema
     fastprof.tree/1). Without -o the result goes to stdout.

@@ -93,7 +93,10 @@ def test_diff_routes_and_findings() -> None:
     )
     b = copy.deepcopy(a)
     b["routes"] = [route("GET /a", 800, 13, queries=1), route("GET /new", 50, 1)]
-    b["findings"] = [finding("event_loop_blocking", "GET /a", line=9), finding("duplicate_query", None)]
+    b["findings"] = [
+        finding("event_loop_blocking", "GET /a", line=9),
+        finding("duplicate_query", None),
+    ]
     compared = diff_results(a, b, "before", "after")
     by_route = {r["route"]: r for r in compared["routes"]}
     assert by_route["GET /a"]["change_pct"]["rps"] == -20.0

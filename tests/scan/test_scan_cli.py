@@ -175,7 +175,9 @@ def test_replay_of_recorded_jsonl_and_har(project: Path) -> None:
     jsonl = project / "traffic.jsonl"
     jsonl.write_text(
         "\n".join(
-            json.dumps({"t": 1000 + i * 0.01, "method": "GET", "path": p, "query": "", "headers": {}})
+            json.dumps(
+                {"t": 1000 + i * 0.01, "method": "GET", "path": p, "query": "", "headers": {}}
+            )
             for i, p in enumerate(["/", "/items/1", "/items/2", "/"] * 5)
         )
         + "\n"

@@ -1,0 +1,1 @@
+"""Benchmarks of fastprof (scripts, not tests). Results are reported in docs/performance.md."""
