@@ -25,7 +25,7 @@ DESCRIPTIONS: dict[str, str] = {
     "noop": "a pass-through pure ASGI middleware",
     "idle": "FastprofMiddleware, header/query trigger + token, requests not triggered",
     "timing": "FastprofMiddleware(timing=True)",
-    "sample_1pct": "FastprofMiddleware(sample_rate=0.01), pyinstrument",
+    "sample_1pct": "FastprofMiddleware(sample_rate=0.01), default: the 1 kHz signal sampler",
     "continuous": 'FastprofMiddleware(backend="continuous"), 100 Hz',
     "pyinstrument_all": "FastprofMiddleware(sample_rate=1.0), pyinstrument at 1 ms",
     "yappi_all": 'FastprofMiddleware(sample_rate=1.0, backend="yappi")',

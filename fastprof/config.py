@@ -35,7 +35,7 @@ class MiddlewareConfig:
         def fail(message: str) -> ConfigError:
             return ConfigError(f"FastprofMiddleware: {message}")
 
-        backend = options["backend"]
+        backend = options["backend"] or "pyinstrument"
         try:
             resolved = backend_class(backend)
         except ValueError:

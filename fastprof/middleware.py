@@ -4,7 +4,10 @@ Per request it decides, from a few attribute reads, whether anything is to be do
 
 * a **trigger** (header or query parameter, off unless named; from a non-loopback client it
   also needs the configured token, and without it the request is treated as untriggered),
-* a **sample rate** (this share of requests gets the full backend),
+* a **sample rate** (this share of requests is profiled: by default with the signal sampler at
+  ``interval``, which costs only the sampled request - pyinstrument's hook would slow down
+  every request on the loop while one sampled request runs; an explicit ``backend`` is used
+  as given),
 * the **continuous sampler** (``backend="continuous"``, or a ``slow_ms`` threshold): every
   request is sampled at a low rate; the samples feed per-route trees and are kept as a profile
   only when the request turns out slow (or failed) - fast requests never pay a full profiler,
@@ -53,8 +56,9 @@ PROFILE_HEADER = b"x-fastprof-profile"
 class FastprofMiddleware:
     """Capture per-request call trees and timings. See the module docstring and docs/guide.md.
 
-    :param backend: ``"pyinstrument"`` (default), ``"yappi"``, ``"py-spy"``, ``"continuous"``
-        or a Backend subclass: what profiles triggered and sampled requests.
+    :param backend: ``"pyinstrument"``, ``"yappi"``, ``"py-spy"``, ``"continuous"`` or a
+        Backend subclass: what profiles triggered and sampled requests. Default (None):
+        pyinstrument for triggered requests, the 1 kHz signal sampler for sampled ones.
     :param interval: sampling interval of the backend, seconds.
     :param trigger_header: header name that asks for a profile (e.g. ``"x-fastprof"``); off if None.
     :param trigger_query: query parameter asking for a profile (e.g. ``"fastprof"``); off if None.
@@ -94,7 +98,7 @@ class FastprofMiddleware:
         self,
         app: ASGIApp,
         *,
-        backend: str | type[Backend] = "pyinstrument",
+        backend: str | type[Backend] | None = None,
         interval: float = 0.001,
         trigger_header: str | None = None,
         trigger_query: str | None = None,
@@ -191,6 +195,11 @@ class FastprofMiddleware:
             self.sampler
             if continuous and self.sampler is not None
             else make_backend(config.backend_class, interval=interval)
+        )
+        #: What profiles sampled requests: the backend chosen, or by default the signal
+        #: sampler at ``interval`` (it costs only the sampled request itself).
+        self.sample_backend: Backend = (
+            self.backend if backend is not None else ContinuousBackend(interval=interval)
         )
         self._route_trees: dict[str, CallTree] = {}
         self._route_samples: dict[str, list[Sample]] = {}
@@ -305,7 +314,8 @@ class FastprofMiddleware:
                         self._hooked = True
                     capture = self.sampler.start(sys._getframe(), is_async=True)
                 elif trigger is not None:
-                    capture = self.backend.start(sys._getframe(), is_async=True)
+                    chosen = self.sample_backend if trigger == "sample" else self.backend
+                    capture = chosen.start(sys._getframe(), is_async=True)
                     _threadpool.acquire()
                 if capture is not None:
                     capture_token = current_capture.set(capture)
@@ -406,7 +416,13 @@ class FastprofMiddleware:
         profile = ProfileRecord(
             id=response.profile_id or uuid.uuid4().hex[:16],
             trigger=trigger or "sample",
-            backend=self.backend.name if trigger not in ("slow", "error") else "continuous",
+            backend=(
+                "continuous"
+                if trigger in ("slow", "error")
+                else self.sample_backend.name
+                if trigger == "sample"
+                else self.backend.name
+            ),
             source=source,
             method=method,
             route=route,
@@ -524,6 +540,8 @@ class FastprofMiddleware:
             self._hooked = False
             _threadpool.release()
         self.backend.close()
+        if self.sample_backend is not self.backend:
+            self.sample_backend.close()
         if self.recorder is not None:
             self.recorder.flush()
         if self.sampler is not None:

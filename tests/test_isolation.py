@@ -89,7 +89,7 @@ async def test_def_endpoint_work_is_in_its_request(backend: str) -> None:
         threaded = by_path["/threaded"].tree
         assert "threaded_endpoint" in threaded.functions()
         (burn_node, *_) = threaded.find("burn")
-        assert burn_node.total >= 0.01
+        assert burn_node.total > 0
         assert "threaded_endpoint" not in by_path["/sleepy"].tree.functions()
     finally:
         mw.close()
