@@ -109,6 +109,7 @@ def _timed(
     def run(*args: Any, **kwargs: Any) -> Any:
         waited = time.perf_counter() - queued
         with _busy_lock:
+            run.fastprof_started = True  # type: ignore[attr-defined]
             counts[0] -= 1
             counts[1] += 1
         waits: list[tuple[str, float, int, float, CodeType | None]] = state.facts.setdefault(
@@ -121,17 +122,34 @@ def _timed(
             with _busy_lock:
                 counts[1] -= 1
 
+    run.fastprof_pending = counts  # type: ignore[attr-defined]
+    run.fastprof_started = False  # type: ignore[attr-defined]
     return run
 
 
 async def _run_sync(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    func = _prepare(func, sys._getframe(1), "anyio")
-    return await _original_run_sync(func, *args, **kwargs)
+    wrapped = _prepare(func, sys._getframe(1), "anyio")
+    try:
+        return await _original_run_sync(wrapped, *args, **kwargs)
+    finally:
+        _abandoned(wrapped)
 
 
 async def _to_thread(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-    func = _prepare(func, sys._getframe(1), "executor")
-    return await _original_to_thread(func, *args, **kwargs)
+    wrapped = _prepare(func, sys._getframe(1), "executor")
+    try:
+        return await _original_to_thread(wrapped, *args, **kwargs)
+    finally:
+        _abandoned(wrapped)
+
+
+def _abandoned(wrapped: Any) -> None:
+    """A timed hand-over that never started (cancelled while queued) stops counting as queued."""
+    counts = getattr(wrapped, "fastprof_pending", None)
+    if counts is not None and not wrapped.fastprof_started:
+        with _busy_lock:
+            counts[0] -= 1
+        wrapped.fastprof_started = True
 
 
 def acquire_waits() -> None:

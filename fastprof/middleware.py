@@ -484,7 +484,9 @@ class FastprofMiddleware:
         found = [f if f.route is not None else f.on_route(route) for f in state.findings]
         for detector in self.detectors:
             try:
-                found.extend(detector.finish(state))
+                found.extend(
+                    f if f.route is not None else f.on_route(route) for f in detector.finish(state)
+                )
             except Exception:
                 logger.exception(
                     "fastprof: detector %s failed; the request continues", detector.kind

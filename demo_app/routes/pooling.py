@@ -1,0 +1,90 @@
+"""A new database connection (or engine) per request vs the pool made at startup.
+
+Guide 001's first asyncpg example opens a connection in a dependency on every request; its
+"Connection Pooling" section (and 003's, and 004's pool sizing) replaces that with a pool
+created once. The same goes for SQLAlchemy: an engine *is* a pool, so one per request pays a
+connect every time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import aiosqlite
+from fastapi import APIRouter, Depends
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from demo_app.resources import DatabaseDep
+from demo_app.schemas import AuthorOut
+
+router = APIRouter(tags=["pooling"])
+
+FIRST_AUTHORS = "SELECT id, name, country, born FROM authors ORDER BY id LIMIT 10"
+
+
+async def new_connection(db: DatabaseDep) -> AsyncIterator[Any]:
+    """Guide 001's ``get_connection``: a fresh connection for every request."""
+    if db.is_postgres:
+        import asyncpg  # type: ignore[import-untyped,unused-ignore]
+
+        conn = await asyncpg.connect(db.dsn, server_settings=db.connect_args["server_settings"])
+        try:
+            yield conn
+        finally:
+            await conn.close()
+    else:
+        async with aiosqlite.connect(db.sqlite_path or "") as sqlite_conn:
+            sqlite_conn.row_factory = aiosqlite.Row
+            yield sqlite_conn
+
+
+async def pooled_connection(db: DatabaseDep) -> AsyncIterator[Any]:
+    """The same, borrowed from what was opened at startup."""
+    if db.pg_pool is not None:
+        async with db.pg_pool.acquire() as conn:
+            yield conn
+    else:
+        yield db.sqlite
+
+
+NewConnection = Annotated[Any, Depends(new_connection)]
+PooledConnection = Annotated[Any, Depends(pooled_connection)]
+
+
+async def first_authors(conn: Any) -> list[AuthorOut]:
+    if isinstance(conn, aiosqlite.Connection):
+        async with conn.execute(FIRST_AUTHORS) as cursor:
+            rows: list[Any] = list(await cursor.fetchall())
+    else:
+        rows = await conn.fetch(FIRST_AUTHORS)
+    return [AuthorOut.model_validate(dict(row)) for row in rows]
+
+
+@router.get("/pitfall/pooling/connect")
+async def connect_per_request(conn: NewConnection) -> list[AuthorOut]:
+    return await first_authors(conn)
+
+
+@router.get("/fixed/pooling/connect")
+async def connect_from_pool(conn: PooledConnection) -> list[AuthorOut]:
+    return await first_authors(conn)
+
+
+@router.get("/pitfall/pooling/engine")
+async def engine_per_request(db: DatabaseDep) -> list[AuthorOut]:
+    engine = create_async_engine(db.async_url, connect_args=db.connect_args)
+    try:
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text(FIRST_AUTHORS))).mappings().all()
+    finally:
+        await engine.dispose()
+    return [AuthorOut.model_validate(dict(row)) for row in rows]
+
+
+@router.get("/fixed/pooling/engine")
+async def engine_from_startup(db: DatabaseDep) -> list[AuthorOut]:
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(text(FIRST_AUTHORS))).mappings().all()
+    return [AuthorOut.model_validate(dict(row)) for row in rows]
