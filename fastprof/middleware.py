@@ -231,6 +231,7 @@ class FastprofMiddleware:
         if scope["type"] != "http" or not self._active:
             if scope["type"] == "lifespan" and self._active:
                 send = self._watch_lifespan(send)
+                receive = self._watch_lifespan_receive(receive)
             await self.app(scope, receive, send)
             return
         if self._metrics_path is not None and scope["path"] == self._metrics_path:
@@ -511,6 +512,24 @@ class FastprofMiddleware:
                 logger.exception("fastprof: detector %s failed on the app", detector.kind)
         if app_findings:
             self.store.add_findings(app_findings)
+
+    def _watch_lifespan_receive(self, receive: Receive) -> Receive:
+        """Start detectors as startup begins, so connections the app opens then are seen."""
+
+        async def watching() -> Message:
+            message = await receive()
+            if (
+                message["type"] == "lifespan.startup"
+                and self.detectors
+                and not self._detectors_started
+            ):
+                try:
+                    self._start_detectors()
+                except Exception:
+                    logger.exception("fastprof: starting detectors failed")
+            return message
+
+        return watching
 
     def _watch_lifespan(self, send: Send) -> Send:
         """Start detectors at startup and release everything at shutdown; messages unchanged."""

@@ -54,6 +54,9 @@ def no_leftovers() -> Iterator[None]:
         leftovers.append(f"guard() blocks still running: {running()}")
     if current_request.get() is not None:
         leftovers.append("fastprof._context.current_request left set")
+    from fastprof.queries.base import leftovers as query_hook_leftovers
+
+    leftovers.extend(query_hook_leftovers())
     threads = _fastprof_threads()
     for name in threads:
         for t in threading.enumerate():
