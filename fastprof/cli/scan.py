@@ -96,6 +96,40 @@ from fastprof.findings import SEVERITIES, SEVERITY_RANK
     metavar="NAME",
     help="Run only this detector (repeatable; default: all of them).",
 )
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 1000),
+    help="Threadpool size for def endpoints and sync dependencies (AnyIO's default: 40).",
+)
+@click.option(
+    "--route",
+    "routes",
+    multiple=True,
+    metavar="KEY",
+    help='Load only this route, e.g. "GET /users" (repeatable; default: every route found).',
+)
+@click.option(
+    "--sweep",
+    "sweeps",
+    multiple=True,
+    metavar="NAME=V1,V2",
+    help="Measure the app once per server setting: workers=1,2,4, threads=1,40, "
+    "keepalive=on,off (repeatable: a grid of every combination).",
+)
+@click.option(
+    "--sweep-duration",
+    type=click.FloatRange(0.1),
+    default=1.5,
+    show_default=True,
+    help="Seconds of measured load per sweep setting and round (after 0.5 s of warm-up).",
+)
+@click.option(
+    "--sweep-rounds",
+    type=click.IntRange(1, 10),
+    default=3,
+    show_default=True,
+    help="Measure every sweep setting this many times (interleaved) and report the medians.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON to stdout.")
 @click.option(
     "--openapi-url",
@@ -109,6 +143,11 @@ def scan(app: str | None, **options: Any) -> None:
     Routes come from the app's OpenAPI schema and from --scenario files; routes that need
     parameters, bodies or auth and have no scenario are listed as skipped. Writes
     findings.json, index.html and per-route flame graphs (speedscope, collapsed, SVG) to --out.
+
+    With --sweep, the app is then restarted once per setting, unprofiled, and the same mix of
+    routes is measured for each; the table, the recommendation and a chart go to the terminal,
+    findings.json ("sweep") and the report. With --url, the server's keep-alive, HTTP version
+    and compression are checked first ("server" and server_config findings).
 
     Exit status: 0 done; 1 --fail-on or --budget tripped; 2 bad option or input file;
     3 the app could not be loaded; 4 the app crashed or never answered at startup;
@@ -147,6 +186,11 @@ def scan(app: str | None, **options: Any) -> None:
         out=options["out"],
         openapi_url=options["openapi_url"],
         detect=list(options["detectors"]) or None,
+        threads=options["threads"],
+        routes=list(options["routes"]),
+        sweep=list(options["sweeps"]),
+        sweep_duration=options["sweep_duration"],
+        sweep_rounds=options["sweep_rounds"],
     )
     progress = _Progress(quiet=options["as_json"])
     try:
@@ -224,6 +268,12 @@ def _summary(result: Any, out: str) -> None:
             click.echo(
                 f"{route['route']}: {route['rps']} req/s p99 {route['latency_ms']['p99']} ms"
             )
+        if result.get("sweep"):
+            from fastprof.scan.sweep import table as sweep_rows
+
+            for row in sweep_rows(result["sweep"])[1]:
+                click.echo("  ".join(row).rstrip())
+            click.echo(result["sweep"]["recommendation"])
         return
     console = Console()
     table = Table(title=f"fastprof scan: {result['target']}")
@@ -263,3 +313,26 @@ def _summary(result: Any, out: str) -> None:
         f"low {counts['low']}); {len(result['skipped'])} routes skipped. "
         f"Report: {out}/index.html"
     )
+    if result.get("sweep"):
+        _sweep_summary(console, result["sweep"])
+
+
+def _sweep_summary(console: Any, sweep: Any) -> None:
+    from rich.table import Table
+
+    from fastprof.scan.sweep import table as sweep_rows
+
+    table = Table(
+        title=f"sweep: {sweep['parameter']} ({len(sweep['routes'])} routes mixed, "
+        f"{sweep['duration']:g} s x {sweep.get('rounds', 1)} round(s) each, "
+        f"{sweep['concurrency']} connections)"
+    )
+    header, rows = sweep_rows(sweep)
+    for name in header:
+        table.add_column(name, justify="left" if name in ("setting", "") else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(sweep["recommendation"], markup=False)
+    for line in sweep["notes"]:
+        console.print(f"- {line}", markup=False)

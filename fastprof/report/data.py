@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, cast
 
 from fastprof.findings import SEVERITY_RANK
 from fastprof.model import CallTree
@@ -64,6 +64,10 @@ class ScanPayload(TypedDict):
     skipped: list[dict[str, str]]
     findings: list[FindingPayload]
     flames: list[FlameData]
+    #: findings.json's "sweep" (fastprof.scan.sweep.SweepResult), when the scan swept settings
+    sweep: dict[str, Any] | None
+    #: findings.json's "server" (fastprof.scan.server_check.ServerReport), with --url
+    server: dict[str, Any] | None
 
 
 def finding_payload(
@@ -147,7 +151,15 @@ def scan_payload(result: ScanResult, trees: Mapping[str, CallTree]) -> ScanPaylo
         ],
         "findings": findings,
         "flames": flames,
+        "sweep": _section(result, "sweep"),
+        "server": _section(result, "server"),
     }
+
+
+def _section(result: ScanResult, key: str) -> dict[str, Any] | None:
+    """An optional top-level object of findings.json (absent in older results)."""
+    value = cast(Mapping[str, Any], result).get(key)
+    return dict(value) if isinstance(value, Mapping) else None
 
 
 def _relative(path: object) -> bool:

@@ -5,6 +5,11 @@ variable (JSON), loads the app (exiting with status 3 and one ``FASTPROF-ERROR <
 on stderr if it cannot), wraps it in :class:`~fastprof.FastprofMiddleware` with every detector,
 timing and the continuous sampler, and serves it. At shutdown each worker process writes what
 it saw to ``<out>/worker-<pid>.json`` (:class:`WorkerResult`); the parent merges them.
+
+Settings besides the app's: ``workers``; ``profile`` (default true; false serves the app as it
+is, with no middleware and no results file: what a tuning sweep measures); ``threads`` (the
+size of AnyIO's default thread limiter, which runs ``def`` endpoints and sync dependencies;
+unset keeps AnyIO's 40).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import sys
 from typing import Any, TypedDict
 
 import orjson
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fastprof.findings import FindingDict
 from fastprof.load.histogram import Histogram, HistogramDict
@@ -160,10 +165,90 @@ def settings() -> dict[str, Any]:
     return data
 
 
-def build_app() -> ScanApp:
-    """The uvicorn factory: the user's app, wrapped."""
+class ThreadLimit:
+    """Sets the size of AnyIO's default thread limiter before the app sees its first event.
+
+    The limiter belongs to the event loop (an AnyIO ``RunVar``), so it can only be sized from
+    inside the server's loop: here, on the first call (the lifespan startup, or the first
+    request when the server runs without lifespan).
+    """
+
+    def __init__(self, app: ASGIApp, tokens: int) -> None:
+        self.app = app
+        self.tokens = tokens
+        self.done = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.done:
+            import anyio.to_thread
+
+            anyio.to_thread.current_default_thread_limiter().total_tokens = self.tokens
+            self.done = True
+        await self.app(scope, receive, send)
+
+
+class ReadyMark:
+    """Writes ``<out>/ready-<pid>`` once this worker's app has started (lifespan startup done).
+
+    With several workers the parent's socket accepts connections before every worker has
+    loaded the app; the parent waits for one mark per worker before it sends measured load.
+    An app without lifespan support is marked when it fails the lifespan scope (uvicorn then
+    serves it anyway); an app whose startup failed is not.
+    """
+
+    def __init__(self, app: ASGIApp, out: str) -> None:
+        self.app = app
+        self.out = out
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        sent: list[str] = []
+
+        async def sending(message: Message) -> None:
+            sent.append(message["type"])
+            if message["type"] == "lifespan.startup.complete":
+                self.mark()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except BaseException:
+            if "lifespan.startup.failed" not in sent:  # no lifespan support: serving anyway
+                self.mark()
+            raise
+
+    def mark(self) -> None:
+        path = os.path.join(self.out, f"ready-{os.getpid()}")
+        try:
+            with open(path, "xb"):
+                pass
+        except OSError:  # marked already (or the parent is gone)
+            pass
+
+
+def ready_count(out: str) -> int:
+    """How many worker processes have marked themselves ready in ``out``."""
+    try:
+        return sum(name.startswith("ready-") for name in os.listdir(out))
+    except OSError:
+        return 0
+
+
+def serve_app() -> ASGIApp:
+    """The uvicorn factory: :func:`build_app` behind the ready mark."""
+    return ReadyMark(build_app(), settings()["out"])
+
+
+def build_app() -> ASGIApp:
+    """The uvicorn factory: the user's app, wrapped (or bare, with ``profile`` false)."""
     config = settings()
     app = load_app(config["app"], factory=config["factory"], app_dir=config["app_dir"])
+    threads = config.get("threads")
+    if not config.get("profile", True):
+        return ThreadLimit(app, int(threads)) if threads else app
     collector = Collector()
     middleware = FastprofMiddleware(
         app,
@@ -175,7 +260,8 @@ def build_app() -> ScanApp:
         slow_ms=None,
         max_profiles=10,
     )
-    return ScanApp(middleware, collector, config["out"])
+    scan_app = ScanApp(middleware, collector, config["out"])
+    return ThreadLimit(scan_app, int(threads)) if threads else scan_app
 
 
 def main() -> None:
@@ -183,13 +269,13 @@ def main() -> None:
 
     config = settings()
     try:
-        app: Any = build_app()
+        app: Any = serve_app()
     except AppLoadError as exc:
         print(ERROR_MARK + str(exc), file=sys.stderr, flush=True)
         raise SystemExit(EXIT_LOAD) from None
     workers = int(config.get("workers", 1))
     if workers > 1:
-        app = "fastprof.scan.child:build_app"
+        app = "fastprof.scan.child:serve_app"
     uvicorn.run(
         app,
         host="127.0.0.1",

@@ -19,9 +19,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal, cast
 
 import orjson
 
@@ -39,6 +40,8 @@ from fastprof.scan.results import (
     merge_workers,
 )
 from fastprof.scan.scenario import Scenario, ScenarioError, load_scenario
+from fastprof.scan.server_check import check_server
+from fastprof.scan.sweep import Setting, Sweep, SweepError, SweepResult, parse_sweeps, run_sweep
 
 # Exit codes of `fastprof scan` (docs/cli.md)
 EXIT_OK = 0
@@ -80,6 +83,15 @@ class ScanSettings:
     interval: float = 0.005
     #: detector names to run (None: all of them)
     detect: list[str] | None = None
+    #: size of AnyIO's thread limiter in the app (None: AnyIO's default, 40)
+    threads: int | None = None
+    #: load only these route keys ("GET /users"); empty: every route found
+    routes: list[str] = field(default_factory=list)
+    #: --sweep options ("workers=1,2,4"), see fastprof.scan.sweep
+    sweep: list[str] = field(default_factory=list)
+    sweep_duration: float = 1.5
+    sweep_rounds: int = 3
+    sweep_warmup: float = 0.5
     app_dir: str = field(default_factory=os.getcwd)
 
 
@@ -101,9 +113,12 @@ def run_scan(settings: ScanSettings, progress: Progress | None = None) -> ScanRe
             settings.rate = scenario.rate
         break
     requests = [r for s in scenarios for r in s.requests]
+    sweeps = _parse_sweeps(settings, entries is not None)
 
     workdir = tempfile.mkdtemp(prefix="fastprof-scan-")
     server: _Server | None = None
+    extra: dict[str, Any] = {}
+    server_findings: list[ScanFinding] = []
     try:
         if settings.url:
             host, port = _parse_url(settings.url)
@@ -115,7 +130,13 @@ def run_scan(settings: ScanSettings, progress: Progress | None = None) -> ScanRe
             server.start()
             server.wait_ready()
         openapi = _fetch_openapi(host, port, settings.openapi_url)
-        found = discover(openapi, requests)
+        found = _only_routes(discover(openapi, requests), settings.routes)
+        if settings.url:
+            note("checking the server", 0, 1)
+            specs = [spec for target in found.targets for spec in target.specs]
+            extra["server"], server_findings = check_server(
+                host, port, specs, min(settings.timeout, 5.0)
+            )
         load: dict[str, LoadResult] = {}
         if entries is not None:
             note("replaying", 0, 1)
@@ -145,13 +166,19 @@ def run_scan(settings: ScanSettings, progress: Progress | None = None) -> ScanRe
                 server.tail(),
             )
         counters, trees, findings = merge_workers(workers)
+        if sweeps:
+            extra["sweep"] = _sweep(settings, sweeps, found, workdir, note)
     finally:
         if server is not None:
             server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    result = _assemble(settings, started_at, found, load, counters, findings, entries is not None)
+    result = _assemble(
+        settings, started_at, found, load, counters, findings + server_findings, entries is not None
+    )
     result["workers"] = [w["pid"] for w in workers]
+    # "sweep" and "server" are additions to the schema (docs/findings-json.md)
+    cast(dict[str, Any], result).update(extra)
     from fastprof.scan.report import write_report
 
     write_report(result, trees, settings.out)
@@ -169,6 +196,85 @@ async def _load_route(host: str, port: int, target: Target, settings: ScanSettin
         warmup=settings.warmup,
         timeout=settings.timeout,
     )
+
+
+def _parse_sweeps(settings: ScanSettings, replayed: bool) -> list[Sweep]:
+    if replayed and settings.routes:
+        raise ScanError(
+            "--route selects the routes to load; with --replay the recording decides", EXIT_USAGE
+        )
+    if not settings.sweep:
+        return []
+    if settings.url:
+        raise ScanError(
+            "--sweep restarts the app for each setting: give APP, not --url", EXIT_USAGE
+        )
+    if replayed:
+        raise ScanError(
+            "--sweep loads the discovered routes; it cannot run with --replay", EXIT_USAGE
+        )
+    try:
+        return parse_sweeps(settings.sweep)
+    except SweepError as exc:
+        raise ScanError(str(exc), EXIT_USAGE) from None
+
+
+def _only_routes(found: Discovery, keys: list[str]) -> Discovery:
+    """The targets named by --route (all of them when none is named)."""
+    if not keys:
+        return found
+    known = {t.key for t in found.targets}
+    unknown = [k for k in keys if k not in known]
+    if unknown:
+        raise ScanError(
+            f"--route {unknown[0]!r} is not a route this scan can load; loadable routes: "
+            + (", ".join(sorted(known)) or "none"),
+            EXIT_USAGE,
+        )
+    return Discovery([t for t in found.targets if t.key in keys], found.skipped)
+
+
+def _sweep(
+    settings: ScanSettings, sweeps: list[Sweep], found: Discovery, workdir: str, note: Progress
+) -> SweepResult:
+    """Restart the app once per setting (as it is, no profiling) and measure the same mix."""
+
+    @contextmanager
+    def serve(setting: Setting) -> Iterator[tuple[str, int]]:
+        workers = setting.get("workers", settings.workers)
+        threads = setting.get("threads", settings.threads)
+        run = replace(
+            settings,
+            workers=int(workers),
+            threads=int(threads) if threads is not None else None,
+        )
+        rundir = tempfile.mkdtemp(prefix="sweep-", dir=workdir)
+        server = _Server(run, _choose_port(None), rundir, profile=False)
+        try:
+            server.start()
+            server.wait_ready()
+            yield "127.0.0.1", server.port
+        finally:
+            server.stop()
+
+    base: dict[str, int | str] = {"workers": settings.workers, "keepalive": "on"}
+    if settings.threads is not None:
+        base["threads"] = settings.threads
+    try:
+        return run_sweep(
+            sweeps,
+            {t.key: t.specs for t in found.targets},
+            serve,
+            concurrency=settings.concurrency,
+            duration=settings.sweep_duration,
+            warmup=settings.sweep_warmup,
+            timeout=settings.timeout,
+            rounds=settings.sweep_rounds,
+            base=base,
+            progress=note,
+        )
+    except SweepError as exc:
+        raise ScanError(str(exc), EXIT_USAGE) from None
 
 
 def _assemble(
@@ -249,10 +355,13 @@ def _round(value: Any) -> float:
 
 
 class _Server:
-    def __init__(self, settings: ScanSettings, port: int, workdir: str) -> None:
+    def __init__(
+        self, settings: ScanSettings, port: int, workdir: str, *, profile: bool = True
+    ) -> None:
         self.settings = settings
         self.port = port
         self.workdir = workdir
+        self.profile = profile
         self.log_path = os.path.join(workdir, "server.log")
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -266,6 +375,8 @@ class _Server:
             "workers": self.settings.workers,
             "interval": self.settings.interval,
             "detect": self.settings.detect if self.settings.detect is not None else True,
+            "profile": self.profile,
+            "threads": self.settings.threads,
         }
         env = {**os.environ, child.ENV: json.dumps(config), "PYTHONUNBUFFERED": "1"}
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -285,11 +396,15 @@ class _Server:
             code = self.process.poll()
             if code is not None:
                 self._failed(code)
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
+            # every worker has loaded the app and run its startup (child.ReadyMark), and the
+            # socket accepts connections
+            if child.ready_count(self.workdir) >= self.settings.workers:
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                        return
+                except OSError:
+                    pass
+            time.sleep(0.05)
         self.stop()
         raise ScanError(
             f"the app did not start listening on 127.0.0.1:{self.port} within "

@@ -862,6 +862,93 @@
     },
   ];
 
+  // ---- sweep and server (fastprof/scan/sweep.py, server_check.py) ----------------------------
+
+  // req/s as bars (left axis), p99 as a dashed line with dots (right axis), one per setting
+  function sweepChart(sweep) {
+    var points = sweep.results || [];
+    var figure = h("div");
+    function short(p) {
+      return Object.keys(p.setting).map(function (k) { return String(p.setting[k]); }).join("/");
+    }
+    function draw() {
+      var width = Math.max(280, figure.clientWidth || 600);
+      var height = 190;
+      var padL = 52;
+      var padR = 52;
+      var padT = 22;
+      var padB = 30;
+      var most = Math.max.apply(null, points.map(function (p) { return p.rps; }).concat([1]));
+      var worstP99 = Math.max.apply(null, points.map(function (p) { return p.p99_ms; }).concat([0.001]));
+      var slot = (width - padL - padR) / Math.max(1, points.length);
+      function yRps(v) { return padT + (1 - v / most) * (height - padT - padB); }
+      function yP99(v) { return padT + (1 - v / worstP99) * (height - padT - padB); }
+      var nodes = [svg("line", { class: "fpr-hist-axis", x1: padL, x2: width - padR, y1: height - padB + 0.5, y2: height - padB + 0.5 })];
+      [0, most].forEach(function (v) {
+        nodes.push(svg("text", { x: padL - 6, y: yRps(v) + 4, "text-anchor": "end", text: num(v, 0) }));
+      });
+      [0, worstP99].forEach(function (v) {
+        nodes.push(svg("text", { x: width - padR + 6, y: yP99(v) + 4, "text-anchor": "start", text: fmtMs(v) }));
+      });
+      nodes.push(svg("text", { x: 4, y: 12, text: "req/s (bars)" }));
+      nodes.push(svg("text", { x: width - 4, y: 12, "text-anchor": "end", text: "p99 (line)" }));
+      var line = [];
+      points.forEach(function (p, k) {
+        var mid = padL + slot * (k + 0.5);
+        var barW = Math.max(4, Math.min(60, slot * 0.6));
+        var bar = svg("rect", { class: "fpr-hist-bar", x: mid - barW / 2, y: yRps(p.rps), width: barW, height: Math.max(1, height - padB - yRps(p.rps)) });
+        bar.appendChild(svg("title", { text: Object.keys(p.setting).map(function (k2) { return k2 + "=" + p.setting[k2]; }).join(" ") + ": " + num(p.rps, 0) + " req/s, p99 " + fmtMs(p.p99_ms) + ", " + plural(p.errors, "error") }));
+        nodes.push(bar);
+        var pick = k === sweep.recommended;
+        nodes.push(svg("text", { class: pick ? "fpr-hist-mark-label" : null, x: mid, y: height - 10, "text-anchor": "middle", text: short(p) + (pick ? " \u2605" : "") }));
+        if (p.requests) line.push([mid, yP99(p.p99_ms)]);
+      });
+      if (line.length > 1) {
+        nodes.push(svg("polyline", { class: "fpr-hist-mark", fill: "none", points: line.map(function (xy) { return xy[0] + "," + xy[1]; }).join(" ") }));
+      }
+      line.forEach(function (xy) {
+        nodes.push(svg("circle", { cx: xy[0], cy: xy[1], r: 3, fill: "currentColor" }));
+      });
+      clear(figure);
+      figure.appendChild(svg("svg", { class: "fpr-hist", width: width, height: height, viewBox: "0 0 " + width + " " + height, role: "img", "aria-label": "Sweep over " + sweep.parameter + ": req/s and p99 per setting" }, nodes));
+    }
+    resizers.push(draw);
+    return figure;
+  }
+
+  function sweepView(sweep) {
+    var nodes = [section("Sweep", (sweep.parameters || []).join(" \u00d7 ") + " \u00b7 " + plural((sweep.routes || []).length, "route") + " mixed \u00b7 " + sweep.duration + " s per setting \u00b7 " + plural(sweep.concurrency, "connection") + (sweep.rounds > 1 ? " \u00b7 medians of " + sweep.rounds + " rounds" : "") + " \u00b7 app not profiled")];
+    nodes.push(h("p", null, h("strong", { text: sweep.recommendation || "" })));
+    var panel = h("div", { class: "fpr-panel" });
+    if ((sweep.results || []).length) panel.appendChild(sweepChart(sweep));
+    nodes.push(panel);
+    nodes.push(
+      kvTable(
+        (sweep.results || []).map(function (p, k) {
+          var name = Object.keys(p.setting).map(function (key) { return key + "=" + p.setting[key]; }).join(" ");
+          return [name + (k === sweep.recommended ? " \u2605" : ""), num(p.rps, 0) + " req/s \u00b7 p50 " + fmtMs(p.p50_ms) + " \u00b7 p99 " + fmtMs(p.p99_ms) + " \u00b7 " + plural(p.errors, "error") + (p.runs && p.runs.length > 1 ? " \u00b7 rounds: " + p.runs.map(function (r) { return num(r.rps, 0); }).join(", ") + " req/s" : "") + (p.error_samples && p.error_samples.length ? " (" + p.error_samples[0] + ")" : "")];
+        })
+      )
+    );
+    if (sweep.notes && sweep.notes.length) {
+      nodes.push(h("ul", { class: "fpr-list" }, sweep.notes.map(function (n) { return h("li", { text: n }); })));
+    }
+    return nodes;
+  }
+
+  function serverView(server) {
+    var rows = [
+      ["HTTP version", server.http_version || "\u2013"],
+      ["Server header", server.server_header || "\u2013"],
+      ["Keep-alive", server.keep_alive === true ? "yes: a second request was answered on the same connection" : server.keep_alive === false ? "no: the connection closed after one response" + (server.connection_header ? " (Connection: " + server.connection_header + ")" : "") : "\u2013"],
+    ];
+    (server.probes || []).forEach(function (p) {
+      rows.push(["GET " + p.path, p.status + " \u00b7 " + fmtBytes(p.bytes) + (p.encoding ? " \u2192 " + fmtBytes(p.wire_bytes) + " " + p.encoding : " uncompressed") + (p.content_type ? " \u00b7 " + p.content_type : "")]);
+    });
+    if (server.error) rows.push(["Could not check", server.error]);
+    return [section("Server", "what HTTP shows of the server (--url); problems are listed as server_config findings"), kvTable(rows)];
+  }
+
   var SCAN_VIEWS = {
     overview: function () {
       var routes = data.routes;
@@ -907,6 +994,8 @@
       } else {
         main.appendChild(h("p", { class: "fpr-empty", text: "No findings: the detectors saw nothing to fix." }));
       }
+      if (data.sweep) append(main, sweepView(data.sweep));
+      if (data.server) append(main, serverView(data.server));
       if (data.skipped.length) {
         main.appendChild(section("Skipped routes", "not loaded; add a scenario to include them"));
         main.appendChild(
