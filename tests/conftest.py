@@ -57,6 +57,12 @@ def no_leftovers() -> Iterator[None]:
     from fastprof.queries.base import leftovers as query_hook_leftovers
 
     leftovers.extend(query_hook_leftovers())
+    import gc
+
+    from fastprof.detectors._watchdog import Watchdog
+
+    if any(isinstance(getattr(cb, "__self__", None), Watchdog) for cb in gc.callbacks):
+        leftovers.append("event_loop_blocking watchdog gc callback left installed")
     threads = _fastprof_threads()
     for name in threads:
         for t in threading.enumerate():
