@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Path
 from sqlalchemy import select
 
 from demo_app.models import Author
@@ -18,7 +18,11 @@ from demo_app.schemas import AuthorOut
 router = APIRouter(tags=["duplicate query"])
 
 
-async def existing_author(author_id: int, session: SessionDep) -> Author:
+# The example lets `fastprof scan` call these routes without a scenario.
+AuthorId = Annotated[int, Path(examples=[7])]
+
+
+async def existing_author(author_id: AuthorId, session: SessionDep) -> Author:
     author = await session.scalar(select(Author).where(Author.id == author_id))
     if author is None:
         raise HTTPException(status_code=404, detail=f"no author {author_id}")
@@ -29,7 +33,7 @@ ExistingAuthor = Annotated[Author, Depends(existing_author)]
 
 
 @router.get("/pitfall/duplicate/authors/{author_id}", dependencies=[Depends(existing_author)])
-async def author_loaded_twice(author_id: int, session: SessionDep) -> AuthorOut:
+async def author_loaded_twice(author_id: AuthorId, session: SessionDep) -> AuthorOut:
     author = await session.scalar(select(Author).where(Author.id == author_id))  # again
     return AuthorOut.model_validate(author)
 

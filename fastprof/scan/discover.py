@@ -1,8 +1,9 @@
 """Which routes a scan can call: the app's OpenAPI schema plus the scenario files.
 
 A route is called when a scenario describes it, or when it needs nothing a scan cannot make
-up: a ``GET`` with no path parameters, no required query/header/cookie parameters and no
-security requirement. Everything else is listed as skipped, with the reason and the fix.
+up: a ``GET`` whose path parameters all have an example in the schema (FastAPI:
+``Path(examples=[7])``), with no required query/header/cookie parameters and no security
+requirement. Everything else is listed as skipped, with the reason and the fix.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from fastprof.load.client import RequestSpec
 from fastprof.scan.scenario import ScenarioRequest
@@ -57,15 +59,51 @@ def discover(
             if key in by_route:
                 found.targets.append(Target(key, [r.spec() for r in by_route[key]], "scenario"))
                 continue
-            reason = _why_not(method, path, operation, shared, global_security)
+            parameters = [
+                *(shared if isinstance(shared, list) else []),
+                *operation.get("parameters", []),
+            ]
+            filled = _fill_examples(path, parameters)
+            reason = _why_not(method, filled, operation, shared, global_security)
             if reason:
                 found.skipped.append((key, reason))
             else:
-                found.targets.append(Target(key, [RequestSpec("GET", path, name=key)], "openapi"))
+                found.targets.append(Target(key, [RequestSpec("GET", filled, name=key)], "openapi"))
     for key, requests in by_route.items():
         if key not in seen:  # not in the schema (include_in_schema=False, or no schema)
             found.targets.append(Target(key, [r.spec() for r in requests], "scenario"))
     return found
+
+
+def _fill_examples(path: str, parameters: list[Any]) -> str:
+    """``path`` with each ``{param}`` that has an example in the schema filled in."""
+    examples: dict[str, Any] = {}
+    for param in parameters:
+        if not isinstance(param, Mapping) or param.get("in") != "path":
+            continue
+        schema = param.get("schema")
+        holders: list[Mapping[str, Any]] = [param]
+        if isinstance(schema, Mapping):
+            holders.append(schema)
+        for holder in holders:
+            if "example" in holder:
+                examples[param.get("name", "")] = holder["example"]
+                break
+            listed = holder.get("examples")
+            if isinstance(listed, list) and listed:
+                examples[param.get("name", "")] = listed[0]
+                break
+            if isinstance(listed, Mapping) and listed:
+                first = next(iter(listed.values()))
+                if isinstance(first, Mapping) and "value" in first:
+                    examples[param.get("name", "")] = first["value"]
+                    break
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return quote(str(examples[name]), safe="") if name in examples else match.group(0)
+
+    return _PARAM.sub(fill, path)
 
 
 def _why_not(

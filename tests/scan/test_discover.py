@@ -45,3 +45,23 @@ def test_scenarios_fill_the_gaps_and_add_hidden_routes() -> None:
 def test_no_schema_means_scenarios_only() -> None:
     found = discover(None, [ScenarioRequest("GET", "/x")])
     assert [t.key for t in found.targets] == ["GET /x"] and not found.skipped
+
+
+def test_path_parameters_with_examples_are_filled() -> None:
+    openapi: dict[str, Any] = {
+        "paths": {
+            "/a/{x}": {
+                "get": {
+                    "parameters": [
+                        {"name": "x", "in": "path", "required": True, "schema": {"examples": [7]}}
+                    ]
+                }
+            },
+            "/b/{y}": {"get": {"parameters": [{"name": "y", "in": "path", "example": "a b"}]}},
+            "/c/{z}": {"get": {"parameters": [{"name": "z", "in": "path"}]}},
+        }
+    }
+    found = discover(openapi, [])
+    paths = {t.key: t.specs[0].path for t in found.targets}
+    assert paths == {"GET /a/{x}": "/a/7", "GET /b/{y}": "/b/a%20b"}
+    assert "needs path parameter(s) z" in dict(found.skipped)["GET /c/{z}"]
