@@ -113,6 +113,12 @@ def test_precision_recall_per_kind(scored: list[tuple[corpus.Case, list[Finding]
         )
         if precision < BAR or recall < BAR or location < 0.9:
             failed.append(kind)
+    blocking_hits = tp["event_loop_blocking"]
+    if blocking_hits:
+        share = classified["event_loop_blocking"] / blocking_hits
+        report.append(f"event_loop_blocking cpu-vs-wait right in {share:.2f} of hits")
+        if share < 0.9:
+            failed.append("event_loop_blocking classification")
     print("\n".join(report))
     assert not failed, "\n".join([*report, "problems:", *problems])
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-APP = '''
+APP = """
 import asyncio
 from contextlib import asynccontextmanager
 from fastapi import FastAPI, HTTPException
@@ -31,6 +31,12 @@ async def hang():
     await asyncio.sleep(2)
     return {}
 
+@app.get("/stall")
+async def stall():
+    import time
+    time.sleep(0.25)
+    return {}
+
 @app.get("/items/{item_id}")
 async def item(item_id: int):
     return {"id": item_id}
@@ -46,7 +52,7 @@ async def failing(app):
     yield
 
 crashing = FastAPI(lifespan=failing)
-'''
+"""
 
 FAST = ["--duration", "0.3", "--warmup", "0.05", "--concurrency", "4"]
 
@@ -71,14 +77,23 @@ def test_scan_writes_the_report_and_records_failures(project: Path) -> None:
     scenario = project / "s.toml"
     scenario.write_text('[[request]]\npath = "/items/{item_id}"\nparams = { item_id = 3 }\n')
     run = fastprof(
-        project, "scan", "scanme:app", "--json", "--timeout", "0.5",
-        "--scenario", str(scenario), "--out", "out", *FAST,
+        project,
+        "scan",
+        "scanme:app",
+        "--json",
+        "--timeout",
+        "0.5",
+        "--scenario",
+        str(scenario),
+        "--out",
+        "out",
+        *FAST,
     )
     assert run.returncode == 0, run.stderr
     result: Any = json.loads(run.stdout)
     assert result["schema"] == "fastprof.scan/1" and result["target"] == "scanme:app"
     routes = {r["route"]: r for r in result["routes"]}
-    assert set(routes) == {"GET /", "GET /boom", "GET /hang", "GET /items/{item_id}"}
+    assert set(routes) == {"GET /", "GET /boom", "GET /hang", "GET /stall", "GET /items/{item_id}"}
     assert routes["GET /"]["requests"] > 10 and routes["GET /"]["errors"] == 0
     assert routes["GET /"]["latency_ms"]["p50"] > 0
     assert routes["GET /items/{item_id}"]["source"] == "scenario"
@@ -224,3 +239,33 @@ def test_diff_of_two_scans(project: Path) -> None:
         assert "regression:" in strict.stderr
     missing = fastprof(project, "diff", "a", "nowhere")
     assert missing.returncode == 2 and "nowhere" in missing.stderr
+
+
+def test_fail_on_exit_code(project: Path) -> None:
+    run = fastprof(
+        project,
+        "scan",
+        "scanme:app",
+        "--detector",
+        "event_loop_blocking",
+        "--fail-on",
+        "medium",
+        "--timeout",
+        "0.5",
+        *FAST,
+    )
+    assert run.returncode == 1, run.stderr
+    assert "fail: " in run.stderr and "at or above medium" in run.stderr
+    run = fastprof(
+        project,
+        "scan",
+        "scanme:app",
+        "--detector",
+        "threadpool_saturation",
+        "--fail-on",
+        "low",
+        "--timeout",
+        "0.5",
+        *FAST,
+    )
+    assert run.returncode == 0, run.stderr
