@@ -433,3 +433,83 @@ register(
         ),
     ),
 )
+
+# -- cache_opportunity ----------------------------------------------------------------------
+# facts: example (path?query), calls, hits (identical repeats a TTL cache would have served),
+# hit_rate, ttl_s, repeat_ms (mean time of a repeat), saved_ms, is_async (the endpoint is an
+# `async def`), redis (the installed redis-py version, None if absent)
+
+_CACHE_SEEN = (
+    "{example} was answered {calls} times; {hits} of the answers ({hit_rate:.0%}) repeated a "
+    "body computed less than {ttl_s:g} s before, and each repeat redid {repeat_ms:.1f} ms of "
+    "work ({saved_ms:.0f} ms in all). Cache the result, keyed by the path and query parameters "
+    "(and the user, if the answer depends on who asks), for as long as it may be stale: "
+)
+_CACHE_IN_PROCESS_ASYNC = (
+    "in this process, look the key up in a `cachetools.TTLCache(maxsize=1024, ttl={ttl_s:g})` "
+    "before the work and store the result after it (`functools.lru_cache` does not fit an "
+    "`async def`: it would cache the coroutine object, which can be awaited only once); "
+)
+_CACHE_IN_PROCESS_SYNC = (
+    "in this process, `functools.lru_cache(maxsize=...)` on the function that does the work "
+    "if it is a pure function of its arguments (its entries never expire), otherwise a "
+    "`cachetools.TTLCache(maxsize=1024, ttl={ttl_s:g})` through "
+    "`@cachetools.cached(cache, lock=threading.Lock())` (FastAPI runs `def` endpoints in "
+    "worker threads); "
+)
+_CACHE_HTTP = (
+    "Where clients or a proxy may reuse the answer, also send `Cache-Control: "
+    "max-age={ttl_s:g}` and an `ETag` (answering `If-None-Match` with 304), so that repeats "
+    "need not reach the app at all."
+)
+_CACHE_SOURCES = (
+    "guide 001: caching strategies (in-memory caching, Redis caching)",
+    "guide 003: caching (cachetools TTLCache)",
+    "guide 004: caching strategies (response caching with Redis, lru_cache)",
+)
+_HTTP_CACHING = "RFC 9111: HTTP caching (Cache-Control, ETag)"
+
+
+def _redis_asyncio(context: Context) -> bool:
+    return context.at_least("redis", REDIS_ASYNCIO)
+
+
+register(
+    Advice(
+        "cache_opportunity",
+        _CACHE_SEEN
+        + _CACHE_IN_PROCESS_ASYNC
+        + "across workers, Redis through `redis.asyncio` (redis {redis} is installed; the "
+        "aioredis of older guides was merged into it): `await r.get(key)`, and on a miss "
+        "`await r.set(key, body, ex={ttl_s:g})`. " + _CACHE_HTTP,
+        (*_CACHE_SOURCES, "redis-py docs: asyncio", _HTTP_CACHING, "measured"),
+        when=lambda c: bool(c.facts.get("is_async")) and _redis_asyncio(c),
+    ),
+    Advice(
+        "cache_opportunity",
+        _CACHE_SEEN
+        + _CACHE_IN_PROCESS_ASYNC
+        + "across workers, Redis through `redis.asyncio` (`pip install redis`; the aioredis "
+        "of older guides was merged into it): `await r.get(key)`, and on a miss "
+        "`await r.set(key, body, ex={ttl_s:g})`. " + _CACHE_HTTP,
+        (*_CACHE_SOURCES, "redis-py docs: asyncio", _HTTP_CACHING, "measured"),
+        when=lambda c: bool(c.facts.get("is_async")),
+    ),
+    Advice(
+        "cache_opportunity",
+        _CACHE_SEEN
+        + _CACHE_IN_PROCESS_SYNC
+        + "across workers, Redis (redis {redis} is installed; `redis.Redis` from a `def` "
+        "endpoint): `r.get(key)`, and on a miss `r.set(key, body, ex={ttl_s:g})`. " + _CACHE_HTTP,
+        (*_CACHE_SOURCES, _HTTP_CACHING, "measured"),
+        when=lambda c: c.has("redis"),
+    ),
+    Advice(
+        "cache_opportunity",
+        _CACHE_SEEN
+        + _CACHE_IN_PROCESS_SYNC
+        + "across workers, Redis (`pip install redis`; `redis.Redis` from a `def` endpoint): "
+        "`r.get(key)`, and on a miss `r.set(key, body, ex={ttl_s:g})`. " + _CACHE_HTTP,
+        (*_CACHE_SOURCES, _HTTP_CACHING, "measured"),
+    ),
+)

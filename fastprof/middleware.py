@@ -21,6 +21,7 @@ header or query trigger.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import logging
@@ -182,6 +183,7 @@ class FastprofMiddleware:
             self.store.subscribe_findings(on_finding)
         self.detectors: list[Detector] = config.detectors
         self._beginners = [d for d in self.detectors if type(d).begin is not Detector.begin]
+        self._digest = any(d.wants_body for d in self.detectors)
         self._detectors_started = False
         continuous = config.backend_class is ContinuousBackend
         # The sampler covers every request (continuous) or every request not otherwise
@@ -297,7 +299,11 @@ class FastprofMiddleware:
         state: RequestState | None = None
         capture: Capture | None = None
         request_token = capture_token = None
-        response = _Response(send, trigger == "header" or trigger == "query")
+        response = _Response(
+            send,
+            trigger == "header" or trigger == "query",
+            self._digest and scope["method"] == "GET",
+        )
         if trigger is not None or self.detectors:
             try:
                 # The continuous sampler alone needs no per-request state: keep its path lean.
@@ -305,6 +311,7 @@ class FastprofMiddleware:
                     if self.detectors and not self._detectors_started:
                         self._start_detectors()
                     state = RequestState(scope["method"], scope["path"], started)
+                    state.query = scope.get("query_string", b"")
                     for detector in self._beginners:
                         detector.begin(state)
                     request_token = current_request.set(state)
@@ -377,6 +384,10 @@ class FastprofMiddleware:
         route = _route_template(scope)
         findings: list[Finding] = []
         if state is not None and (self.detectors or state.findings):
+            if response.body_hash is not None:
+                state.facts["response_digest"] = response.body_hash.hexdigest()
+                state.facts["duration"] = duration
+                state.facts["endpoint"] = scope.get("endpoint")
             findings = self._findings(state, f"{method} {route}", status, response.nbytes)
         if self._timing:
             record = RequestRecord(
@@ -571,20 +582,27 @@ class FastprofMiddleware:
 
 
 class _Response:
-    """Wraps ``send`` to learn the status and body size (and, if asked, add one header)."""
+    """Wraps ``send`` to learn the status and body size (and, if asked, add one header, and
+    fingerprint the body for detectors that want it)."""
 
-    __slots__ = ("_send", "add_header", "nbytes", "profile_id", "status")
+    __slots__ = ("_send", "add_header", "body_hash", "nbytes", "profile_id", "status")
 
-    def __init__(self, send: Send, add_header: bool) -> None:
+    def __init__(self, send: Send, add_header: bool, digest: bool = False) -> None:
         self._send = send
         self.status = 0
         self.nbytes = 0
         self.add_header = add_header
         self.profile_id: str | None = None
+        self.body_hash = hashlib.blake2b(digest_size=16) if digest else None
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.body":
-            self.nbytes += len(message.get("body", b""))
+            body = message.get("body", b"")
+            self.nbytes += len(body)
+            if self.body_hash is not None:
+                self.body_hash.update(body)
+        elif message["type"] in ("http.response.pathsend", "http.response.zerocopysend"):
+            self.body_hash = None  # the body goes past us: no fingerprint
         elif message["type"] == "http.response.start":
             self.status = message["status"]
             if self.add_header:

@@ -190,6 +190,8 @@ class RequestState:
     #: ``"GET /users/{user_id}"`` once routing has happened (set when the request ends).
     route: str = ""
     status: int = 0
+    #: The raw query string (``b"q=1&page=2"``), as the middleware saw it.
+    query: bytes = b""
     blocks: list[ProfileResult] = field(default_factory=list)
     queries: list[QueryRecord] = field(default_factory=list)
     connects: list[ConnectRecord] = field(default_factory=list)

@@ -94,7 +94,10 @@ from fastprof.findings import SEVERITIES, SEVERITY_RANK
     "detectors",
     multiple=True,
     metavar="NAME",
-    help="Run only this detector (repeatable; default: all of them).",
+    help=(
+        "Run only this detector (repeatable; default: all but cache_opportunity, "
+        "which needs --replay traffic)."
+    ),
 )
 @click.option(
     "--threads",

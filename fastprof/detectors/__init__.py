@@ -23,6 +23,7 @@ DETECTORS: dict[str, str] = {
     "threadpool_saturation": (
         "fastprof.detectors.threadpool_saturation:ThreadpoolSaturationDetector"
     ),
+    "cache_opportunity": "fastprof.detectors.cache_opportunity:CacheOpportunityDetector",
 }
 
 __all__ = ["DETECTORS", "Detector", "detector_class", "make_detectors"]

@@ -24,6 +24,10 @@ class Detector(ABC):
     kind: ClassVar[str]
     #: Query capture hooks this detector needs (names from fastprof.queries.HOOKS).
     needs_queries: ClassVar[bool] = False
+    #: The middleware fingerprints GET response bodies for this detector: ``finish`` then
+    #: finds ``state.facts["response_digest"]`` (hex blake2b-128 of the body),
+    #: ``["duration"]`` (seconds) and ``["endpoint"]`` (the routed endpoint, or None).
+    wants_body: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         if options:

@@ -198,6 +198,22 @@ async def _load_route(host: str, port: int, target: Target, settings: ScanSettin
     )
 
 
+#: Detectors that judge the traffic itself. The scan's own load repeats each route with the
+#: same parameters, so every deterministic GET would look cacheable: these run on replayed
+#: (recorded) traffic, or when named with --detector.
+TRAFFIC_DETECTORS = frozenset({"cache_opportunity"})
+
+
+def _detectors_for(settings: ScanSettings) -> list[str] | bool:
+    if settings.detect is not None:
+        return settings.detect
+    if settings.replay:
+        return True
+    from fastprof.detectors import DETECTORS
+
+    return [name for name in DETECTORS if name not in TRAFFIC_DETECTORS]
+
+
 def _parse_sweeps(settings: ScanSettings, replayed: bool) -> list[Sweep]:
     if replayed and settings.routes:
         raise ScanError(
@@ -374,7 +390,7 @@ class _Server:
             "port": self.port,
             "workers": self.settings.workers,
             "interval": self.settings.interval,
-            "detect": self.settings.detect if self.settings.detect is not None else True,
+            "detect": _detectors_for(self.settings),
             "profile": self.profile,
             "threads": self.settings.threads,
         }
