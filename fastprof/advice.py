@@ -513,3 +513,98 @@ register(
         (*_CACHE_SOURCES, _HTTP_CACHING, "measured"),
     ),
 )
+
+# -- pool_exhaustion ------------------------------------------------------------------------
+# facts: driver ("sqlalchemy" or "asyncpg"), size, max_overflow, capacity, wait_ms, holder (the
+# route that held connections longest), hold_ms (its median hold), demand (connections wanted
+# at once at the peak: in use + waiting)
+
+_POOL_HOLD = (
+    "Or hold a connection for less time: {holder} kept one for a median {hold_ms:.0f} ms. A "
+    "connection is held from the first query to the end of the session or `async with` block: "
+    "do not await other services, sleep or compute inside it, and end the session before "
+    "rendering the response. Each worker process has a pool of its own: keep pool size times "
+    "workers (+ overflow) under the database's `max_connections` (PostgreSQL: 100 by default), "
+    "or put PgBouncer in front."
+)
+
+register(
+    Advice(
+        "pool_exhaustion",
+        "Requests waited {wait_ms:.0f} ms for one of the pool's {capacity} connections "
+        "(pool_size={size}, max_overflow={max_overflow}); at the peak {demand} requests wanted "
+        "one at once. If the database has room, size the pool for that: "
+        "`create_engine(url, pool_size={demand}, max_overflow=10, pool_timeout=5)` (or "
+        "`create_async_engine`; a short `pool_timeout` fails fast instead of queueing for "
+        "30 s). " + _POOL_HOLD,
+        (
+            "guide 001: database optimization (connection pooling, pool_size=20, max_overflow=10)",
+            "guide 004: database connection pooling",
+            "SQLAlchemy docs: connection pooling (QueuePool)",
+            "measured",
+        ),
+        when=_facts_are(driver="sqlalchemy"),
+    ),
+    Advice(
+        "pool_exhaustion",
+        "Requests waited {wait_ms:.0f} ms for one of the asyncpg pool's {capacity} "
+        "connections; at the peak {demand} requests wanted one at once. If the database has "
+        "room, raise the pool's ceiling: "
+        "`asyncpg.create_pool(dsn, min_size=..., max_size={demand})`, and pass "
+        "`pool.acquire(timeout=5)` to fail fast instead of queueing. " + _POOL_HOLD,
+        (
+            "guide 001: database optimization (connection pooling)",
+            "guide 004: database connection pooling",
+            "asyncpg docs: connection pools",
+            "measured",
+        ),
+    ),
+)
+
+# -- slow_query -----------------------------------------------------------------------------
+# facts: duration_ms, threshold_ms, table, rows (table size, None: unknown), columns (to
+# index, "" when the scan filters on nothing), index (the suggested CREATE INDEX), select_star
+
+register(
+    Advice(
+        "slow_query",
+        "The query took {duration_ms:.0f} ms because the database reads all of `{table}` "
+        "({rows_text}) to find the rows matching on {columns}. Index the column(s) it filters "
+        "on: `{index}` (on a live PostgreSQL table, CONCURRENTLY does not block writes; with "
+        "Alembic, `op.create_index(..., postgresql_concurrently=True)` in a migration run "
+        "outside a transaction), then check that EXPLAIN shows an Index Scan.{star_text}",
+        (
+            "guide 001: database optimization (indexing)",
+            "guide 004: query optimization (indexes)",
+            "PostgreSQL docs: using EXPLAIN; CREATE INDEX CONCURRENTLY",
+            "measured",
+        ),
+        when=lambda c: bool(c.facts.get("index")),
+    ),
+    Advice(
+        "slow_query",
+        "The query took {duration_ms:.0f} ms reading all of `{table}` ({rows_text}) with no "
+        "filter an index could serve. Ask for less: filter, paginate (`LIMIT`/keyset on an "
+        "indexed column), or aggregate in the database; if the answer is reused, cache "
+        "it.{star_text}",
+        (
+            "guide 001: database optimization",
+            "guide 004: query optimization (pagination)",
+            "measured",
+        ),
+        when=lambda c: bool(c.facts.get("table")),
+    ),
+    Advice(
+        "slow_query",
+        "The query took {duration_ms:.0f} ms (threshold {threshold_ms:.0f} ms) and its plan "
+        "shows no full scan of a large table: {plan_text}. Look at the plan's costliest node "
+        "(`EXPLAIN (ANALYZE, BUFFERS)` on a copy of the data, never on a write in production), "
+        "check for lock waits (`pg_stat_activity.wait_event`), and whether the answer could be "
+        "cached.{star_text}",
+        (
+            "guide 001: database optimization",
+            "PostgreSQL docs: using EXPLAIN",
+            "measured",
+        ),
+    ),
+)

@@ -24,6 +24,8 @@ DETECTORS: dict[str, str] = {
         "fastprof.detectors.threadpool_saturation:ThreadpoolSaturationDetector"
     ),
     "cache_opportunity": "fastprof.detectors.cache_opportunity:CacheOpportunityDetector",
+    "pool_exhaustion": "fastprof.detectors.pool_exhaustion:PoolExhaustionDetector",
+    "slow_query": "fastprof.detectors.slow_query:SlowQueryDetector",
 }
 
 __all__ = ["DETECTORS", "Detector", "detector_class", "make_detectors"]

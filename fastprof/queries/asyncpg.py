@@ -14,6 +14,13 @@ Connections: every connect goes through ``asyncpg.connect_utils._connect``, wrap
 a direct ``asyncpg.connect`` ("connect") or a pool opening a connection ("pool_connect"); a
 pool created inside a request (``Pool._async__init__``) is one "pool" record.
 
+Pool waits (while a pool_exhaustion detector watches, see :mod:`fastprof.queries.pools`):
+``Pool._acquire`` is timed when no connection is free as it starts, and ``Pool.release``
+gives how long each connection was held.
+
+Slow queries (while a slow_query detector watches): the query is explained on the same
+connection right after it ran, once per statement shape (:mod:`fastprof.queries.explain`).
+
 Not covered: cursors (``Connection.cursor``) and the ``copy_*`` methods.
 """
 
@@ -30,7 +37,7 @@ from types import CodeType, FrameType
 from typing import Any
 
 from fastprof._context import current_request
-from fastprof.queries import append_query, caller_location, record_connect
+from fastprof.queries import append_query, caller_location, explain, pools, record_connect
 from fastprof.queries.base import QueryHook, guarded, hook_failed, owned
 
 _get_state = current_request.get
@@ -83,15 +90,16 @@ def _wrap_connection_method(original: Method, many: bool) -> Method:
             return await original(self, query, *args, **kwargs)
         started = _clock()
         try:
-            return await original(self, query, *args, **kwargs)
+            result = await original(self, query, *args, **kwargs)
         finally:
+            duration = _clock() - started
             try:
                 params = (args[0] if args else kwargs.get("args")) if many else args
                 append_query(
                     state,
                     query,
                     params,
-                    _clock() - started,
+                    duration,
                     "asyncpg",
                     caller_location(caller),
                     started,
@@ -100,6 +108,9 @@ def _wrap_connection_method(original: Method, many: bool) -> Method:
                 )
             except Exception:
                 hook_failed("asyncpg query")
+        if duration >= explain.over and not many:
+            await _explain(state, self, query, args)
+        return result
 
     traced.__fastprof_original__ = original  # type: ignore[attr-defined]
     return traced
@@ -116,15 +127,16 @@ def _wrap_statement_method(original: Method, many: bool) -> Method:
             return await original(self, *args, **kwargs)
         started = _clock()
         try:
-            return await original(self, *args, **kwargs)
+            result = await original(self, *args, **kwargs)
         finally:
+            duration = _clock() - started
             try:
                 params = (args[0] if args else kwargs.get("args")) if many else args
                 append_query(
                     state,
                     self._query,
                     params,
-                    _clock() - started,
+                    duration,
                     "asyncpg",
                     caller_location(caller),
                     started,
@@ -133,9 +145,24 @@ def _wrap_statement_method(original: Method, many: bool) -> Method:
                 )
             except Exception:
                 hook_failed("asyncpg query")
+        if duration >= explain.over and not many:
+            await _explain(state, self._connection, self._query, args)
+        return result
 
     traced.__fastprof_original__ = original  # type: ignore[attr-defined]
     return traced
+
+
+async def _explain(state: Any, connection: Any, query: str, args: tuple[Any, ...]) -> None:
+    """A slow query: ask PostgreSQL for its plan on the same connection (see queries.explain)."""
+    try:
+        key = explain.claim(query)
+        if key is None:
+            return
+        with explain.unrecorded(state):
+            await explain.explain_asyncpg(key, connection, query, args)
+    except Exception:
+        hook_failed("asyncpg explain")
 
 
 @guarded
@@ -217,6 +244,90 @@ def _wrap_pool_init(original: Method) -> Method:
     return traced
 
 
+#: id(pool connection proxy) -> (acquired at, request, where, pool info) while watched.
+_held: dict[int, tuple[float, Any, Any, pools.PoolInfo]] = {}
+
+
+def _describe_pool(pool: Any) -> pools.PoolInfo:
+    return pools.PoolInfo(
+        name=f"asyncpg Pool (min_size={pool._minsize})",
+        size=pool._maxsize,
+        max_overflow=0,
+        timeout=None,
+    )
+
+
+def _wrap_acquire(original: Method) -> Method:
+    @functools.wraps(original)
+    async def traced(self: Any, timeout: Any) -> Any:
+        if not pools.watching:
+            return await original(self, timeout)
+        state = _get_state()
+        if state is None:
+            return await original(self, timeout)
+        try:
+            full = self._queue is not None and self._queue.empty()
+        except Exception:
+            full = False
+        started = _clock()
+        timed_out = False
+        info = pools.info(self, _describe_pool) if full else None
+        in_use = self._maxsize - self._queue.qsize() if full else 0
+        if info is not None:
+            pools.wait_started(info)
+        try:
+            proxy = await original(self, timeout)
+        except TimeoutError:
+            timed_out = True
+            raise
+        finally:
+            if info is not None:
+                pools.wait_ended(info)
+            if full or timed_out:
+                _record_pool_wait(self, in_use, state, started, timed_out, sys._getframe(1))
+        _acquired(self, proxy, state, sys._getframe(1))
+        return proxy
+
+    traced.__fastprof_original__ = original  # type: ignore[attr-defined]
+    return traced
+
+
+@guarded
+def _record_pool_wait(
+    pool: Any, in_use: int, state: Any, started: float, timed_out: bool, caller: FrameType
+) -> None:
+    info = pools.info(pool, _describe_pool)
+    if not in_use:  # timed out without having found the pool full: count it now
+        in_use = pool._maxsize - pool._queue.qsize()
+    pools.seen_in_use(info, in_use)
+    pools.record_wait(
+        state,
+        pools.PoolWait(info, _clock() - started, in_use, timed_out, caller_location(caller)),
+    )
+
+
+@guarded
+def _acquired(pool: Any, proxy: Any, state: Any, caller: FrameType) -> None:
+    info = pools.info(pool, _describe_pool)
+    pools.seen_in_use(info, pool._maxsize - pool._queue.qsize())
+    if len(_held) > 10_000:
+        _held.clear()
+    _held[id(proxy)] = (_clock(), state, caller_location(caller), info)
+
+
+def _wrap_release(original: Method) -> Method:
+    @functools.wraps(original)
+    async def traced(self: Any, connection: Any, *args: Any, **kwargs: Any) -> Any:
+        held = _held.pop(id(connection), None) if _held else None
+        if held is not None:
+            started, state, where, info = held
+            pools.hold(info, _clock() - started, state, where)
+        return await original(self, connection, *args, **kwargs)
+
+    traced.__fastprof_original__ = original  # type: ignore[attr-defined]
+    return traced
+
+
 class AsyncpgHook(QueryHook):
     name = "asyncpg"
     module = "asyncpg"
@@ -251,6 +362,8 @@ class AsyncpgHook(QueryHook):
             )
         targets.append((asyncpg.connect_utils, "_connect", _wrap_connect))
         targets.append((asyncpg.pool.Pool, "_async__init__", _wrap_pool_init))
+        targets.append((asyncpg.pool.Pool, "_acquire", _wrap_acquire))
+        targets.append((asyncpg.pool.Pool, "release", _wrap_release))
         return targets
 
     def _patch(self) -> None:
@@ -270,6 +383,7 @@ class AsyncpgHook(QueryHook):
             if getattr(owner, attr) is replacement:
                 setattr(owner, attr, original)
         self._patches.clear()
+        _held.clear()
 
     def leftovers(self) -> list[str]:
         if self.installed or "asyncpg" not in sys.modules:

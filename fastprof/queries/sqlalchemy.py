@@ -16,6 +16,9 @@
   connection is marked owned first, so no hook records them.
 * ``Engine.__init__`` is wrapped (there is no engine-created event) to record an engine built
   inside a request.
+* While a pool_exhaustion detector watches (:mod:`fastprof.queries.pools`): ``QueuePool._do_get``
+  (every ``QueuePool`` and ``AsyncAdaptedQueuePool``) is wrapped to time a checkout made while
+  the pool was full, and ``checkout``/``checkin`` give how long each connection was held.
 
 Where: the innermost user frame of the stack; for the asyncio layer, the stack of the
 awaiting coroutine (see :func:`fastprof.queries.user_code_frame`). A lazy load fired while
@@ -37,6 +40,8 @@ from fastprof.queries import (
     QueryRecord,
     append_query,
     caller_location,
+    explain,
+    pools,
     record_connect,
 )
 from fastprof.queries.base import QueryHook, guarded, hook_failed, mark_owned, owned
@@ -46,6 +51,9 @@ _clock = time.perf_counter
 #: id(connection record) -> when its connect started (do_connect -> pool connect).
 _connecting: dict[int, float] = {}
 _engine_init: Any = None
+_original_do_get: Any = None
+#: id(connection record) -> (checked out at, request, where, pool info) while watched.
+_held: dict[int, tuple[float, Any, Location | None, pools.PoolInfo]] = {}
 #: RequestState.facts key: id(pool) -> where its engine was built, for engines built in the
 #: request (their connections are reported with the engine).
 _ENGINE_POOLS = "fastprof.sqlalchemy.engine_pools"
@@ -91,8 +99,32 @@ def _after_cursor_execute(
             orm,
             bool(executemany),
         )
+        if now - started >= explain.over and not executemany:
+            _explain(state, conn, statement, parameters)
     except Exception:
         hook_failed("sqlalchemy after_cursor_execute")
+
+
+def _explain(state: Any, conn: Any, statement: str, parameters: Any) -> None:
+    """A slow statement: ask the database for its plan on the same DBAPI connection, in the
+    same transaction (see queries.explain). The async drivers' adapters block through the
+    greenlet this listener runs in, like the statement itself did."""
+    database = conn.dialect.name
+    if database not in ("postgresql", "sqlite"):
+        return
+    key = explain.claim(statement)
+    if key is None:
+        return
+    dbapi_connection = conn.connection.dbapi_connection
+    with explain.unrecorded(state):
+        explain.explain_dbapi(
+            key,
+            database,
+            dbapi_connection,
+            statement,
+            parameters,
+            in_transaction=database == "postgresql" and conn.in_transaction(),
+        )
 
 
 @guarded
@@ -209,6 +241,81 @@ def _own(connection_record: Any) -> None:
 def _checkout(dbapi_connection: Any, connection_record: Any, proxy: Any) -> None:
     # Connections opened before the hook was installed are marked on their next checkout.
     _own(connection_record)
+    if pools.watching:
+        state = _get_state()
+        pool = getattr(connection_record, "_ConnectionRecord__pool", None)
+        if state is None or pool is None:
+            return
+        info = pools.info(pool, _describe_pool)
+        pools.seen_in_use(info, pool.checkedout())
+        if len(_held) > 10_000:  # records invalidated without a check-in
+            _held.clear()
+        _held[id(connection_record)] = (
+            _clock(),
+            state,
+            caller_location(sys._getframe(1)),
+            info,
+        )
+
+
+@guarded
+def _checkin(dbapi_connection: Any, connection_record: Any) -> None:
+    held = _held.pop(id(connection_record), None)
+    if held is not None:
+        started, state, where, info = held
+        pools.hold(info, _clock() - started, state, where)
+
+
+def _describe_pool(pool: Any) -> pools.PoolInfo:
+    dialect = getattr(pool, "_dialect", None)
+    return pools.PoolInfo(
+        name=f"{type(pool).__name__} ({getattr(dialect, 'name', '?')}+"
+        f"{getattr(dialect, 'driver', '?')})",
+        size=pool.size(),
+        max_overflow=getattr(pool, "_max_overflow", 0),
+        timeout=pool.timeout(),
+    )
+
+
+def _traced_do_get(self: Any) -> Any:
+    """``QueuePool._do_get``: time a checkout that has to wait for a connection to come back."""
+    if not pools.watching or _get_state() is None:
+        return _original_do_get(self)
+    try:
+        full = (
+            self._max_overflow > -1 and self._overflow >= self._max_overflow and self._pool.empty()
+        )
+    except Exception:
+        full = False
+    if not full:
+        return _original_do_get(self)
+    started = _clock()
+    info = pools.info(self, _describe_pool)
+    in_use = self.checkedout()
+    pools.wait_started(info)
+    try:
+        record = _original_do_get(self)
+    except BaseException as error:
+        pools.wait_ended(info)
+        _record_wait(info, in_use, started, type(error).__name__ == "TimeoutError")
+        raise
+    pools.wait_ended(info)
+    _record_wait(info, in_use, started, False)
+    return record
+
+
+@guarded
+def _record_wait(info: pools.PoolInfo, in_use: int, started: float, timed_out: bool) -> None:
+    state = _get_state()
+    if state is None:
+        return
+    pools.seen_in_use(info, in_use)
+    pools.record_wait(
+        state,
+        pools.PoolWait(
+            info, _clock() - started, in_use, timed_out, caller_location(sys._getframe(1))
+        ),
+    )
 
 
 @guarded
@@ -279,11 +386,12 @@ class SQLAlchemyHook(QueryHook):
             (Engine, "do_connect", _do_connect),
             (Pool, "connect", _pool_connect),
             (Pool, "checkout", _checkout),
+            (Pool, "checkin", _checkin),
         ]
         return events
 
     def _patch(self) -> None:
-        global _engine_init
+        global _engine_init, _original_do_get
         from sqlalchemy import event
         from sqlalchemy.engine import Engine
 
@@ -292,6 +400,10 @@ class SQLAlchemyHook(QueryHook):
             self._listening.append((target, name, fn))
         _engine_init = Engine.__init__
         Engine.__init__ = _traced_engine_init  # type: ignore[method-assign]
+        from sqlalchemy.pool import QueuePool
+
+        _original_do_get = QueuePool._do_get
+        QueuePool._do_get = _traced_do_get  # type: ignore[method-assign]
 
     def _unpatch(self) -> None:
         from sqlalchemy import event
@@ -305,7 +417,12 @@ class SQLAlchemyHook(QueryHook):
         owned.clear()
         if Engine.__init__ is _traced_engine_init:
             Engine.__init__ = _engine_init  # type: ignore[method-assign]
+        from sqlalchemy.pool import QueuePool
+
+        if QueuePool._do_get is _traced_do_get:
+            QueuePool._do_get = _original_do_get  # type: ignore[method-assign]
         _connecting.clear()
+        _held.clear()
 
     def leftovers(self) -> list[str]:
         if self.installed or "sqlalchemy" not in sys.modules:
@@ -320,4 +437,8 @@ class SQLAlchemyHook(QueryHook):
         ]
         if Engine.__init__ is _traced_engine_init:
             found.append("sqlalchemy Engine.__init__ still patched")
+        from sqlalchemy.pool import QueuePool
+
+        if QueuePool._do_get is _traced_do_get:
+            found.append("sqlalchemy QueuePool._do_get still patched")
         return found

@@ -26,7 +26,7 @@ from types import FrameType
 from typing import Any
 
 from fastprof._context import current_request
-from fastprof.queries import append_query, caller_location, record_connect
+from fastprof.queries import append_query, caller_location, explain, record_connect
 from fastprof.queries.base import QueryHook, guarded, hook_failed, owned
 
 _active = False
@@ -38,24 +38,36 @@ _clock = time.perf_counter
 _LAYERS = (f"{os.sep}aiosqlite{os.sep}", f"{os.sep}sqlalchemy{os.sep}")
 
 
-def _record(sql: Any, params: Any, started: float, many: bool) -> None:
+def _record(sql: Any, params: Any, started: float, many: bool, connection: Any) -> None:
     state = _get_state()
     if state is None:
         return
     try:
+        duration = _clock() - started
+        text = sql if isinstance(sql, str) else str(sql)
         append_query(
             state,
-            sql if isinstance(sql, str) else str(sql),
+            text,
             params,
-            _clock() - started,
+            duration,
             "sqlite3",
             caller_location(sys._getframe(2)),
             started,
             (),
             many,
         )
+        if duration >= explain.over and not many:
+            _explain(state, connection, text, params)
     except Exception:
         hook_failed("sqlite3 execute")
+
+
+def _explain(state: Any, connection: Any, sql: str, params: Any) -> None:
+    """A slow query: ask SQLite for its plan, on the same connection (see queries.explain)."""
+    key = explain.claim(sql)
+    if key is not None:
+        with explain.unrecorded(state):
+            explain.explain_dbapi(key, "sqlite", connection, sql, params, in_transaction=False)
 
 
 def _watching(connection: object) -> bool:
@@ -72,7 +84,7 @@ class TracedCursor(sqlite3.Cursor):
         try:
             return super().execute(sql, parameters)
         finally:
-            _record(sql, parameters, started, False)
+            _record(sql, parameters, started, False, self.connection)
 
     def executemany(self, sql: str, seq_of_parameters: Any, /) -> TracedCursor:
         if not _watching(self.connection):
@@ -81,7 +93,7 @@ class TracedCursor(sqlite3.Cursor):
         try:
             return super().executemany(sql, seq_of_parameters)
         finally:
-            _record(sql, seq_of_parameters, started, True)
+            _record(sql, seq_of_parameters, started, True, self.connection)
 
     def executescript(self, sql_script: str, /) -> TracedCursor:
         if not _watching(self.connection):
@@ -90,7 +102,7 @@ class TracedCursor(sqlite3.Cursor):
         try:
             return super().executescript(sql_script)  # type: ignore[return-value]
         finally:
-            _record(sql_script, None, started, True)
+            _record(sql_script, None, started, True, self.connection)
 
 
 class _TracedConnection:
@@ -110,7 +122,7 @@ class _TracedConnection:
         try:
             return super().execute(sql, parameters)  # type: ignore[misc]
         finally:
-            _record(sql, parameters, started, False)
+            _record(sql, parameters, started, False, self)
 
     def executemany(self, sql: str, parameters: Any, /) -> Any:
         if not _watching(self):
@@ -119,7 +131,7 @@ class _TracedConnection:
         try:
             return super().executemany(sql, parameters)  # type: ignore[misc]
         finally:
-            _record(sql, parameters, started, True)
+            _record(sql, parameters, started, True, self)
 
     def executescript(self, sql_script: str, /) -> Any:
         if not _watching(self):
@@ -128,7 +140,7 @@ class _TracedConnection:
         try:
             return super().executescript(sql_script)  # type: ignore[misc]
         finally:
-            _record(sql_script, None, started, True)
+            _record(sql_script, None, started, True, self)
 
 
 class TracedConnection(_TracedConnection, sqlite3.Connection):

@@ -1,0 +1,153 @@
+"""``slow_query``: a query over ``threshold_ms`` (default 20 ms, PgHero's line for a slow
+query), with the database's plan for it.
+
+The hooks ask the database for the plan of a query as soon as it ran over the threshold, once
+per statement shape (``fastprof/queries/explain.py``: PostgreSQL ``EXPLAIN (FORMAT JSON)``,
+SQLite ``EXPLAIN QUERY PLAN``; never ``ANALYZE``). From the plan the finding names a
+sequential scan of a table of at least ``large_table_rows`` rows (default 10,000) and the
+columns it filters on - with the ``CREATE INDEX`` that would serve it - and it notes a
+``SELECT *``, which reads every column whatever the route needs. One finding per statement
+shape and request, at the line that ran the slowest of them.
+
+``explain=False`` reports slow queries without asking for plans (no extra statement ever
+reaches the database).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastprof.advice import advice
+from fastprof.detectors.base import Detector
+from fastprof.findings import Finding, Severity
+from fastprof.queries import DATA_VERBS, QueryRecord, explain, params_text, short_sql
+from fastprof.queries.base import QueryHooks
+from fastprof.record import RequestState
+
+
+class SlowQueryDetector(Detector):
+    kind = "slow_query"
+    needs_queries = True
+
+    def __init__(
+        self,
+        *,
+        threshold_ms: float = 20.0,
+        large_table_rows: int = 10_000,
+        explain: bool = True,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        if not isinstance(threshold_ms, int | float) or threshold_ms <= 0:
+            raise ValueError(
+                f"slow_query threshold_ms={threshold_ms!r} is not valid; "
+                "use a number of milliseconds > 0"
+            )
+        if not isinstance(large_table_rows, int) or large_table_rows < 0:
+            raise ValueError(
+                f"slow_query large_table_rows={large_table_rows!r} is not valid; "
+                "use a whole number of rows >= 0"
+            )
+        if not isinstance(explain, bool):
+            raise ValueError(f"slow_query explain={explain!r} is not valid; use True or False")
+        self.threshold = threshold_ms / 1000
+        self.large_table_rows = large_table_rows
+        self.explain = explain
+        self._hooks = QueryHooks()
+        self._started = False
+
+    def start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._hooks.start()
+            if self.explain:
+                explain.watch(self.threshold)
+
+    def stop(self) -> None:
+        if self._started:
+            self._started = False
+            if self.explain:
+                explain.unwatch(self.threshold)
+            self._hooks.stop()
+
+    def finish(self, state: RequestState) -> list[Finding]:
+        slow: dict[str, list[QueryRecord]] = {}
+        for record in state.queries:
+            if record.duration >= self.threshold and record.verb in DATA_VERBS:
+                slow.setdefault(record.fingerprint, []).append(record)
+        return [self._finding(state, records) for records in slow.values()]
+
+    def _finding(self, state: RequestState, records: list[QueryRecord]) -> Finding:
+        worst = max(records, key=lambda r: r.duration)
+        plan = explain.plan_of(worst.sql) if self.explain else None
+        scans = [
+            s
+            for s in (plan.scans if plan is not None else ())
+            if s.rows is None or s.rows >= self.large_table_rows
+        ]
+        scan = max(scans, key=lambda s: s.rows or 0) if scans else None
+        database = plan.database if plan is not None else ""
+        index = explain.suggested_index(database, scan) if scan is not None else None
+        star = explain.selects_star(worst.sql)
+        duration_ms = worst.duration * 1000
+        evidence: dict[str, Any] = {
+            "sql": short_sql(worst.sql),
+            "params": params_text(worst.params),
+            "duration_ms": round(duration_ms, 2),
+            "threshold_ms": round(self.threshold * 1000, 2),
+            "count": len(records),
+            "driver": worst.driver,
+            "select_star": star,
+        }
+        if plan is not None:
+            evidence["plan"] = plan.to_dict()
+        if scan is not None:
+            evidence["seq_scan"] = scan.to_dict()
+        if index is not None:
+            evidence["suggested_index"] = index
+        rows_text = (
+            f"about {scan.rows:,} rows" if scan and scan.rows is not None else "size unknown"
+        )
+        if scan is not None and scan.columns:
+            title = (
+                f"Slow query ({duration_ms:.0f} ms): full scan of {scan.table} "
+                f"({rows_text}) filtering on {', '.join(scan.columns)}"
+            )
+        elif scan is not None:
+            title = f"Slow query ({duration_ms:.0f} ms): reads all of {scan.table} ({rows_text})"
+        else:
+            title = f"Slow query ({duration_ms:.0f} ms): {short_sql(worst.sql, 80)}"
+        big = duration_ms >= 10 * self.threshold * 1000 or (
+            scan is not None and (scan.rows or 0) >= 10 * self.large_table_rows
+        )
+        severity: Severity = "high" if big else "medium"
+        plan_text = (
+            "; ".join(line.strip() for line in plan.lines[:4])
+            if plan is not None and plan.lines
+            else (plan.error if plan is not None and plan.error else "no plan was taken")
+        )
+        return Finding(
+            kind=self.kind,
+            severity=severity,
+            title=title,
+            evidence=evidence,
+            location=worst.location,
+            advice=advice(
+                self.kind,
+                duration_ms=duration_ms,
+                threshold_ms=self.threshold * 1000,
+                table=scan.table if scan else None,
+                rows_text=rows_text,
+                columns=", ".join(scan.columns) if scan else "",
+                index=index,
+                plan_text=plan_text,
+                star_text=(
+                    " It also selects every column (`SELECT *`): name only the columns the "
+                    "route returns, so less is read and sent (and a covering index can serve "
+                    "it)."
+                    if star
+                    else ""
+                ),
+            ),
+            route=state.route or None,
+        )
