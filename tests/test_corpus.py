@@ -39,9 +39,18 @@ async def run_module(name: str) -> list[tuple[corpus.Case, list[Finding], str]]:
             async with httpx.AsyncClient(transport=transport, base_url="http://corpus") as client:
                 for case in module.CASES:
                     before = len(mw.store.findings)
-                    for _ in range(case.repeat):
-                        response = await client.request(case.method, case.path, json=case.json)
-                        assert response.status_code < 500, f"{name} {case.path}: {response.text}"
+                    for start in range(0, case.repeat, case.concurrency):
+                        batch = min(case.concurrency, case.repeat - start)
+                        responses = await asyncio.gather(
+                            *[
+                                client.request(case.method, case.path, json=case.json)
+                                for _ in range(batch)
+                            ]
+                        )
+                        for response in responses:
+                            assert response.status_code < 500, (
+                                f"{name} {case.path}: {response.text}"
+                            )
                     await asyncio.sleep(0.05)  # let a watchdog finish reporting
                     new = list(mw.store.findings)[before:]
                     results.append((case, [f for f in new if f.route is not None], name))

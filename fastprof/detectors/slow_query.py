@@ -7,7 +7,8 @@ SQLite ``EXPLAIN QUERY PLAN``; never ``ANALYZE``). From the plan the finding nam
 sequential scan of a table of at least ``large_table_rows`` rows (default 10,000) and the
 columns it filters on - with the ``CREATE INDEX`` that would serve it - and it notes a
 ``SELECT *``, which reads every column whatever the route needs. One finding per statement
-shape and request, at the line that ran the slowest of them.
+shape and request, at the line that ran the slowest of them. ``executemany`` and scripts are
+left out: their time is that of many statements, none of which is known to be slow.
 
 ``explain=False`` reports slow queries without asking for plans (no extra statement ever
 reaches the database).
@@ -73,7 +74,8 @@ class SlowQueryDetector(Detector):
     def finish(self, state: RequestState) -> list[Finding]:
         slow: dict[str, list[QueryRecord]] = {}
         for record in state.queries:
-            if record.duration >= self.threshold and record.verb in DATA_VERBS:
+            # executemany/scripts: one call for many statements, no single one to call slow
+            if record.duration >= self.threshold and not record.many and record.verb in DATA_VERBS:
                 slow.setdefault(record.fingerprint, []).append(record)
         return [self._finding(state, records) for records in slow.values()]
 

@@ -30,6 +30,8 @@ class Case:
     #: how many times to call it (some detectors need repeats)
     repeat: int = 1
     json: object | None = None
+    #: how many of the ``repeat`` calls are in flight at once (saturation needs a crowd)
+    concurrency: int = 1
 
 
 def expected_lines(module: ModuleType) -> dict[str, list[int]]:
