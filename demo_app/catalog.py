@@ -17,6 +17,7 @@ Topic = Literal[
     "middleware",
     "caching",
     "async_io",
+    "indexing",
 ]
 
 
@@ -35,6 +36,9 @@ class Pair:
     #: event_loop_blocking only: "wait" (sleeping, I/O) or "cpu" (running Python)
     blocking: Literal["wait", "cpu"] | None = None
     app_level: bool = False
+    #: Other kinds the pitfall *and* its twins may show, for real, because both run the same
+    #: deliberately slow stand-in (a 150 ms ``SELECT sleep()`` is a slow query in either).
+    also: tuple[str, ...] = ()
 
 
 PAIRS: tuple[Pair, ...] = (
@@ -114,6 +118,22 @@ PAIRS: tuple[Pair, ...] = (
         "create_async_engine per request vs the app's engine",
     ),
     Pair(
+        "pooling",
+        "/pitfall/pooling/pool-size",
+        ("/fixed/pooling/pool-size",),
+        "pool_exhaustion",
+        ("001", "004"),
+        "8 requests at a time on a 2-connection pool vs the app's 16-connection pool",
+    ),
+    Pair(
+        "indexing",
+        "/pitfall/indexing/customer",
+        ("/fixed/indexing/customer",),
+        "slow_query",
+        ("001", "004"),
+        "lookup by an unindexed column of 600,000 rows vs by an indexed one",
+    ),
+    Pair(
         "serialization",
         "/pitfall/serialization/catalog",
         ("/fixed/serialization/catalog",),
@@ -134,9 +154,10 @@ PAIRS: tuple[Pair, ...] = (
         "caching",
         "/pitfall/caching/report",
         ("/fixed/caching/report", "/fixed/caching/report-shared"),
-        None,
+        "cache_opportunity",
         ("001", "003", "004"),
         "a 20 ms report query on every request vs a 60 s TTL cache (in-process / Redis)",
+        also=("slow_query",),
     ),
     Pair(
         "async_io",
@@ -146,6 +167,7 @@ PAIRS: tuple[Pair, ...] = (
         ("001", "002", "003", "004"),
         "sync driver in async def vs async driver in async def / sync driver in def",
         blocking="wait",
+        also=("slow_query",),
     ),
 )
 

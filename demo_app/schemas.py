@@ -19,6 +19,11 @@ class AuthorBooks(BaseModel):
     books: list[BookBrief]
 
 
+class CustomerOut(BaseModel):
+    id: int
+    email: str
+
+
 class AuthorOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

@@ -63,6 +63,14 @@ def no_leftovers() -> Iterator[None]:
 
     if any(isinstance(getattr(cb, "__self__", None), Watchdog) for cb in gc.callbacks):
         leftovers.append("event_loop_blocking watchdog gc callback left installed")
+    from fastprof import _pauses
+
+    if _pauses.installed():
+        leftovers.append("gc pause recorder (fastprof._pauses) left installed")
+    from fastprof.queries import explain, pools
+
+    if explain.over != float("inf") or pools.watching:
+        leftovers.append("slow_query EXPLAIN or pool_exhaustion waits still watched")
     threads = _fastprof_threads()
     for name in threads:
         for t in threading.enumerate():

@@ -4,10 +4,14 @@ Guide 001's first asyncpg example opens a connection in a dependency on every re
 "Connection Pooling" section (and 003's, and 004's pool sizing) replaces that with a pool
 created once. The same goes for SQLAlchemy: an engine *is* a pool, so one per request pays a
 connect every time.
+
+Pool sizing: a pool smaller than the number of requests in flight makes the others queue for a
+connection (``pool_exhaustion``); the twin runs the same code on a pool sized for the load.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -87,4 +91,28 @@ async def engine_per_request(db: DatabaseDep) -> list[AuthorOut]:
 async def engine_from_startup(db: DatabaseDep) -> list[AuthorOut]:
     async with db.engine.connect() as conn:
         rows = (await conn.execute(text(FIRST_AUTHORS))).mappings().all()
+    return [AuthorOut.model_validate(dict(row)) for row in rows]
+
+
+# --- pool sizing (guides 001 and 004: pool_size=20, max_overflow=10) --------------------------
+#: Each request holds its connection this long after its query (a call to another service
+#: made inside the session, the common way a connection is held longer than needed).
+HOLD_SECONDS = 0.03
+
+
+@router.get("/pitfall/pooling/pool-size")
+async def tiny_pool(db: DatabaseDep) -> list[AuthorOut]:
+    """Two connections for eight requests at a time: six of them wait for a connection."""
+    async with db.tiny_engine.connect() as conn:
+        rows = (await conn.execute(text(FIRST_AUTHORS))).mappings().all()
+        await asyncio.sleep(HOLD_SECONDS)
+    return [AuthorOut.model_validate(dict(row)) for row in rows]
+
+
+@router.get("/fixed/pooling/pool-size")
+async def sized_pool(db: DatabaseDep) -> list[AuthorOut]:
+    """The same work on the app's pool, sized for the load (16 connections)."""
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(text(FIRST_AUTHORS))).mappings().all()
+        await asyncio.sleep(HOLD_SECONDS)
     return [AuthorOut.model_validate(dict(row)) for row in rows]

@@ -8,13 +8,15 @@ asyncpg hooks time each checkout made while every connection was checked out, an
 connections are held (``fastprof/queries/pools.py``); a request whose waits add up to
 ``threshold_ms`` (default 20 ms), or that timed out, is reported with the pool's size, the
 connections in use, and the routes that held connections longest - because the fix is
-either a bigger pool or holding a connection for less time.
+either a bigger pool or holding a connection for less time. Garbage-collector pauses that
+overlap a wait are left out of it (``fastprof/_pauses.py``): they stall the holders too.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from fastprof import _pauses
 from fastprof.advice import advice
 from fastprof.detectors.base import Detector
 from fastprof.findings import Finding, Severity
@@ -42,19 +44,23 @@ class PoolExhaustionDetector(Detector):
         if not self._started:
             self._started = True
             pools.watch()
+            _pauses.acquire()
             self._hooks.start()
 
     def stop(self) -> None:
         if self._started:
             self._started = False
             self._hooks.stop()
+            _pauses.release()
             pools.unwatch()
 
     def finish(self, state: RequestState) -> list[Finding]:
         waits = list(pools.waits_of(state))
         if not waits:
             return []
-        total = sum(w.seconds for w in waits)
+        # A collector pause during a wait stalled the holders too: not the pool's doing.
+        paused = sum(_pauses.overlap(w.started, w.started + w.seconds) for w in waits)
+        total = sum(w.seconds for w in waits) - paused
         timed_out = any(w.timed_out for w in waits)
         if total < self.threshold and not timed_out:
             return []
@@ -65,6 +71,7 @@ class PoolExhaustionDetector(Detector):
             "wait_ms": round(total * 1000, 2),
             "longest_wait_ms": round(worst.seconds * 1000, 2),
             "checkouts_waited": len(waits),
+            "gc_pause_ms": round(paused * 1000, 2),
             "timed_out": timed_out,
             "pool": info.name,
             "pool_size": info.size,

@@ -302,7 +302,9 @@ def _record_pool_wait(
     pools.seen_in_use(info, in_use)
     pools.record_wait(
         state,
-        pools.PoolWait(info, _clock() - started, in_use, timed_out, caller_location(caller)),
+        pools.PoolWait(
+            info, _clock() - started, in_use, timed_out, caller_location(caller), started
+        ),
     )
 
 

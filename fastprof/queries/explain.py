@@ -256,12 +256,17 @@ def _sqlite_dbapi(connection: Any, sql: str, params: Any) -> Plan:
     try:
         cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params if params is not None else ())
         rows = [tuple(r) for r in cursor.fetchall()]
-        lines, tables = parse_sqlite(rows)
+        lines, names = parse_sqlite(rows)
         scans = []
         where = where_columns(sql)
-        for table in tables:
+        aliases = table_aliases(sql)
+        for name in names:
+            # the plan names a table by its alias (SCAN a); a subquery or CTE is no table
+            table = aliases.get(name.lower(), name)
             cursor.execute(f'PRAGMA table_info("{table}")')
             columns = {r[1].lower() for r in cursor.fetchall()}
+            if not columns:
+                continue
             try:
                 cursor.execute(f'SELECT max(rowid) FROM "{table}"')
                 size = cursor.fetchall()[0][0]
@@ -357,6 +362,24 @@ def where_columns(sql: str) -> tuple[str, ...]:
         if name not in ("and", "or", "not") and name not in found:
             found.append(name)
     return tuple(found)
+
+
+_FROM_TABLE = re.compile(
+    r"\b(?:from|join)\s+\"?([a-z_][\w]*)\"?(?:\s+(?:as\s+)?\"?([a-z_]\w*)\"?)?", re.I
+)
+_NOT_ALIASES = frozenset(
+    {"where", "join", "left", "right", "inner", "outer", "cross", "on", "group", "order",
+     "limit", "using", "natural", "full", "union", "having", "window"}
+)  # fmt: skip
+
+
+def table_aliases(sql: str) -> dict[str, str]:
+    """``alias -> table`` for the tables of ``FROM``/``JOIN`` clauses (lower case)."""
+    found: dict[str, str] = {}
+    for table, alias in _FROM_TABLE.findall(fingerprint(sql)):
+        if alias and alias.lower() not in _NOT_ALIASES:
+            found[alias.lower()] = table
+    return found
 
 
 def _sized(scans: tuple[SeqScan, ...], sizes: dict[str, int]) -> tuple[SeqScan, ...]:

@@ -93,6 +93,8 @@ class PoolWait(NamedTuple):
     in_use: int
     timed_out: bool
     location: Location | None
+    #: When the wait began (``perf_counter``).
+    started: float = 0.0
 
 
 _pools: weakref.WeakKeyDictionary[Any, PoolInfo] = weakref.WeakKeyDictionary()

@@ -313,7 +313,12 @@ def _record_wait(info: pools.PoolInfo, in_use: int, started: float, timed_out: b
     pools.record_wait(
         state,
         pools.PoolWait(
-            info, _clock() - started, in_use, timed_out, caller_location(sys._getframe(1))
+            info,
+            _clock() - started,
+            in_use,
+            timed_out,
+            caller_location(sys._getframe(1)),
+            started,
         ),
     )
 
