@@ -137,7 +137,7 @@ class SlowQueryDetector(Detector):
         evidence: dict[str, Any] = {
             "sql": short_sql(worst.sql),
             "params": params_text(worst.params),
-            "duration_ms": round(duration_ms, 2),
+            "query_ms": round(duration_ms, 2),
             "gc_pause_ms": round((worst.duration - took) * 1000, 2),
             "threshold_ms": round(self.threshold * 1000, 2),
             "count": len(records),

@@ -368,3 +368,55 @@ def test_dark_mode_and_no_flame_data(tmp_path: Path, browser: Any) -> None:
         assert errors == []
     finally:
         context.close()
+
+
+def test_a_query_plan_and_pool_holders_are_shown_as_such(tmp_path: Path, watched: Watched) -> None:
+    from tests.report.fixtures import sample
+
+    result, _ = sample(tmp_path / "src")
+    where = result["findings"][0]["location"]
+    result["findings"] = [
+        {
+            "kind": "slow_query",
+            "severity": "high",
+            "route": "GET /authors",
+            "title": "Slow query (92 ms): full scan of customers",
+            "evidence": {
+                "sql": "SELECT id FROM customers WHERE email = ?",
+                "query_ms": 92.0,
+                "plan": {"database": "sqlite", "plan": ["SCAN customers"], "seq_scans": []},
+                "suggested_index": "CREATE INDEX ix_customers_email ON customers (email)",
+            },
+            "location": where,
+            "advice": "Index it.",
+            "count": 3,
+        },
+        {
+            "kind": "pool_exhaustion",
+            "severity": "medium",
+            "route": "GET /authors",
+            "title": "Waited 101 ms for a database connection",
+            "evidence": {
+                "wait_ms": 101.0,
+                "holders": [
+                    {"route": "GET /authors", "checkouts": 78, "median_hold_ms": 34.7},
+                    {"route": "GET /health", "checkouts": 2, "median_hold_ms": 1.5},
+                ],
+            },
+            "location": where,
+            "advice": "Size the pool.",
+            "count": 5,
+        },
+    ]
+    out = tmp_path / "out"
+    write_report(result, {}, str(out))  # type: ignore[arg-type]
+    page = watched.page
+    page.goto((out / "index.html").as_uri() + "#finding=0")
+    text = page.locator("main").inner_text()
+    assert "QUERY PLAN (SQLITE)" in text.upper() and "SCAN customers" in text
+    assert "CREATE INDEX ix_customers_email" in text and "query time" in text.lower()
+    page.goto((out / "index.html").as_uri() + "#finding=1")
+    rows = page.locator("table.fpr-table").last.locator("tbody tr")
+    assert rows.count() == 2
+    assert rows.first.inner_text().split("\t")[:3] == ["GET /authors", "78", "34.7 ms"]
+    assert watched.errors == [] and watched.dialogs == []

@@ -320,7 +320,13 @@
 
   // ---- evidence ----------------------------------------------------------------------------
 
-  var CODE_KEYS = { sql: "SQL", query: "query", statement: "statement", fingerprint: "fingerprint" };
+  var CODE_KEYS = {
+    sql: "SQL",
+    query: "query",
+    statement: "statement",
+    fingerprint: "fingerprint",
+    suggested_index: "suggested index",
+  };
   var STACK_KEYS = { stack: "stack", frames: "stack", traceback: "traceback", blocking_stack: "stack" };
   // [measured key, alternative key, label of the measured, key holding the alternative's name]
   var COMPARISONS = [
@@ -355,8 +361,18 @@
     threshold_ms: "threshold",
     occurrences: "times at this line",
     stuck_in: "stuck in",
-    wait_ms: "waited for a worker thread",
+    wait_ms: "waited",
     longest_wait_ms: "longest wait",
+    checkouts_waited: "checkouts that waited",
+    in_use_at_wait: "in use at the wait",
+    peak_in_use: "most in use",
+    peak_waiting: "most waiting at once",
+    pool_size: "pool size",
+    pool_timeout_s: "pool timeout (s)",
+    gc_pause_ms: "GC pauses left out",
+    query_ms: "query time",
+    handovers: "hand-overs that waited",
+    ahead_at_handover: "ahead at hand-over",
     request_ms: "request time",
   };
 
@@ -430,6 +446,28 @@
     return h("div", { class: "fpr-bars", role: "img", "aria-label": nameNow + " " + fmt(now) + ", " + nameAlt + " " + fmt(alt) }, rows);
   }
 
+  function isFlatObject(value) {
+    if (!value || typeof value !== "object" || Array.isArray(value)) return false;
+    return Object.keys(value).every(function (k) {
+      return value[k] === null || typeof value[k] !== "object";
+    });
+  }
+
+  // An array of flat objects (pool_exhaustion's holders): one row each, a column per key.
+  function objectTable(rows) {
+    var keys = Object.keys(rows[0]);
+    return h("table", { class: "fpr-table" }, [
+      h("thead", null, h("tr", null, keys.map(function (k) {
+        return h("th", { scope: "col", text: label(k) });
+      }))),
+      h("tbody", null, rows.map(function (row) {
+        return h("tr", null, keys.map(function (k) {
+          return h("td", { text: formatValue(k, row[k]) });
+        }));
+      })),
+    ]);
+  }
+
   function evidenceView(evidence) {
     var parts = [];
     var used = {};
@@ -459,6 +497,15 @@
         parts.push(h("h4", { text: CODE_KEYS[key] }), h("pre", { class: "fpr-pre", text: value }));
       } else if (STACK_KEYS[key] && isFrameList(value)) {
         parts.push(h("h4", { text: STACK_KEYS[key] }), stackView(value));
+      } else if (key === "plan" && value && Array.isArray(value.plan)) {
+        // slow_query: the database's plan, one node per line
+        var title = "query plan" + (value.database ? " (" + value.database + ")" : "");
+        parts.push(
+          h("h4", { text: title }),
+          h("pre", { class: "fpr-pre", text: value.plan.length ? value.plan.join("\n") : value.error || "no plan" })
+        );
+      } else if (Array.isArray(value) && value.length && value.every(isFlatObject)) {
+        parts.push(h("h4", { text: label(key) }), objectTable(value));
       } else if (Array.isArray(value)) {
         if (!value.length) return;
         var simple = value.every(function (v) {
