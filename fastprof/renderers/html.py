@@ -58,51 +58,72 @@ def script_json(value: object) -> str:
     return orjson.dumps(value).decode().translate(_JSON_ESCAPES)
 
 
-def flame_data(tree: CallTree) -> FlameData:
-    """The columnar, pre-order form of ``tree`` that ``FastprofFlame.mount`` takes."""
-    strings: dict[str, int] = {}
+class FlameColumns:
+    """Builds the columns of :class:`FlameData` one frame at a time, in pre-order.
 
-    def intern(text: str) -> int:
-        at = strings.get(text)
+    Shared by the flame graph of one tree (:func:`flame_data`) and of two trees compared
+    (``fastprof.report.diff``): strings interned once, a file's shown path and library flag
+    computed once.
+    """
+
+    def __init__(self) -> None:
+        self.data: FlameData = {
+            "version": 1,
+            "strings": [],
+            "fn": [],
+            "file": [],
+            "line": [],
+            "total": [],
+            "self": [],
+            "wait": [],
+            "lib": [],
+            "parent": [],
+        }
+        self._strings: dict[str, int] = {}
+        self._files: dict[str, tuple[bool, int]] = {}
+
+    def _intern(self, text: str) -> int:
+        at = self._strings.get(text)
         if at is None:
-            at = strings[text] = len(strings)
+            at = self._strings[text] = len(self._strings)
         return at
 
-    data: FlameData = {
-        "version": 1,
-        "strings": [],
-        "fn": [],
-        "file": [],
-        "line": [],
-        "total": [],
-        "self": [],
-        "wait": [],
-        "lib": [],
-        "parent": [],
-    }
-    library: dict[str, bool] = {}
-    paths: dict[str, str] = {}
+    def add(self, node: Node, parent: int, total: float, self_time: float, wait: float) -> int:
+        """Append ``node``'s frame under ``parent`` (-1: the root); its index."""
+        data = self.data
+        index = len(data["parent"])
+        known = self._files.get(node.file)
+        if known is None:
+            known = self._files[node.file] = (
+                is_library_file(node.file),
+                self._intern(short_path(node.file)),
+            )
+        data["fn"].append(self._intern(node.function))
+        data["file"].append(known[1])
+        data["line"].append(node.line)
+        data["total"].append(round(total, 9))
+        data["self"].append(round(self_time, 9))
+        data["wait"].append(round(wait, 9))
+        data["lib"].append(int(known[0]) if parent >= 0 else 0)
+        data["parent"].append(parent)
+        return index
+
+    def finish(self) -> FlameData:
+        self.data["strings"] = list(self._strings)
+        return self.data
+
+
+def flame_data(tree: CallTree) -> FlameData:
+    """The columnar, pre-order form of ``tree`` that ``FastprofFlame.mount`` takes."""
+    columns = FlameColumns()
     # Iterative: real stacks can be deeper than Python's recursion limit.
     stack: list[tuple[Node, int]] = [(tree.root, -1)]
     while stack:
         node, parent = stack.pop()
-        index = len(data["parent"])
-        file = node.file
-        if file not in library:
-            library[file] = is_library_file(file)
-            paths[file] = short_path(file)
-        data["fn"].append(intern(node.function))
-        data["file"].append(intern(paths[file]))
-        data["line"].append(node.line)
-        data["total"].append(round(node.total, 9))
-        data["self"].append(round(node.self_time, 9))
-        data["wait"].append(round(node.await_time, 9))
-        data["lib"].append(int(library[file]) if parent >= 0 else 0)
-        data["parent"].append(parent)
+        index = columns.add(node, parent, node.total, node.self_time, node.await_time)
         children = sorted(node.children.values(), key=lambda c: c.total)  # lightest pushed first
         stack.extend((child, index) for child in children)
-    data["strings"] = list(strings)
-    return data
+    return columns.finish()
 
 
 @cache

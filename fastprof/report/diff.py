@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, TypedDict
 
-from fastprof.model import CallTree, FrameKey, Node, is_library_file
-from fastprof.renderers.base import short_path
-from fastprof.renderers.html import FlameData
+from fastprof.model import CallTree, FrameKey, Node
+from fastprof.renderers.html import FlameColumns, FlameData
 from fastprof.report.data import FindingPayload, finding_payload
 from fastprof.report.page import render_page
 from fastprof.report.source import SourceExcerpt
@@ -65,28 +64,8 @@ def diff_flame_data(
 
     ``scale_a`` and ``scale_b`` multiply every time of their tree (see the module docstring).
     """
-    strings: dict[str, int] = {}
-
-    def intern(text: str) -> int:
-        at = strings.get(text)
-        if at is None:
-            at = strings[text] = len(strings)
-        return at
-
-    out: DiffFlameData = {
-        "version": 1,
-        "strings": [],
-        "fn": [],
-        "file": [],
-        "line": [],
-        "total": [],
-        "self": [],
-        "wait": [],
-        "lib": [],
-        "parent": [],
-        "diff": {"a": [], "b": []},
-    }
-    library: dict[str, tuple[bool, str]] = {}
+    columns = FlameColumns()
+    diff: dict[str, list[float]] = {"a": [], "b": []}
 
     def weight(node: Node | None, scale: float) -> float:
         return node.total * scale if node is not None else 0.0
@@ -97,29 +76,17 @@ def diff_flame_data(
     stack: list[tuple[Node | None, Node | None, int]] = [(root_a, root_b, -1)]
     while stack:
         na, nb, parent = stack.pop()
-        index = len(out["parent"])
         some = na if na is not None else nb
         assert some is not None
-        file = some.file
-        if file not in library:
-            library[file] = (is_library_file(file), short_path(file))
-        is_lib, shown = library[file]
         ta, tb = weight(na, scale_a), weight(nb, scale_b)
         own = 0.0
         if na is not None:
             own += (na.self_time + na.await_time) * scale_a
         if nb is not None:
             own += (nb.self_time + nb.await_time) * scale_b
-        out["fn"].append(intern(some.function))
-        out["file"].append(intern(shown))
-        out["line"].append(some.line)
-        out["total"].append(round(ta + tb, 9))
-        out["self"].append(round(own, 9))
-        out["wait"].append(0.0)
-        out["lib"].append(int(is_lib) if parent >= 0 else 0)
-        out["parent"].append(parent)
-        out["diff"]["a"].append(round(ta, 9))
-        out["diff"]["b"].append(round(tb, 9))
+        index = columns.add(some, parent, ta + tb, own, 0.0)
+        diff["a"].append(round(ta, 9))
+        diff["b"].append(round(tb, 9))
         kids_a = na.children if na is not None else {}
         kids_b = nb.children if nb is not None else {}
         keys: list[FrameKey] = list(kids_a)
@@ -127,7 +94,7 @@ def diff_flame_data(
         pairs = [(kids_a.get(k), kids_b.get(k)) for k in keys]
         pairs.sort(key=lambda p: weight(p[0], scale_a) + weight(p[1], scale_b))
         stack.extend((ca, cb, index) for ca, cb in pairs)  # lightest pushed first
-    out["strings"] = list(strings)
+    out: DiffFlameData = {**columns.finish(), "diff": diff}  # type: ignore[typeddict-item]
     return out
 
 
