@@ -2,9 +2,12 @@
 
 One JSON object per line (JSONL), appended off the event loop by a background writer::
 
-    {"t": 1700000000.123, "method": "POST", "path": "/items", "query": "a=1",
-     "headers": {"content-type": "application/json"}, "body_b64": "eyJ4IjogMX0=",
-     "body_truncated": false, "status": 201, "duration": 0.0123}
+    {"t": 1700000000.123, "method": "POST", "path": "/items/a/b", "raw_path": "/items/a%2Fb",
+     "query": "a=1", "headers": {"content-type": "application/json"},
+     "body_b64": "eyJ4IjogMX0=", "body_truncated": false, "status": 201, "duration": 0.0123}
+
+``path`` is ASGI's decoded path (what routes match); ``raw_path`` is the path as it came on the
+wire, when the server gives it (uvicorn does), so that a replay sends ``%2F`` as ``%2F``.
 
 Only the headers named in ``headers`` are kept (default: content-type and accept - never
 cookies or authorization unless you ask), and at most ``body_bytes`` of each request body.
@@ -78,6 +81,10 @@ class TrafficRecorder:
             "status": status,
             "duration": duration,
         }
+        raw_path = scope.get("raw_path")
+        if isinstance(raw_path, bytes) and raw_path.startswith(b"/"):
+            # some servers leave the query string on it
+            entry["raw_path"] = raw_path.split(b"?", 1)[0].decode("latin-1")
         if body:
             entry["body_b64"] = base64.b64encode(body[: self.body_bytes]).decode()
             entry["body_truncated"] = len(body) > self.body_bytes

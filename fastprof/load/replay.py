@@ -12,8 +12,13 @@ is one JSON object per line; blank lines are skipped and keys not listed here ar
     the HTTP method (a string; required).
 ``path``
     the path as ASGI's ``scope["path"]`` holds it, that is percent-*decoded* (a string starting
-    with ``/``; required). It is percent-encoded again for the wire, so a ``%`` in it is sent as
-    ``%25``; an encoded slash (``%2F``) in the original cannot be told from ``/``.
+    with ``/``; required). Without ``raw_path`` it is percent-encoded again for the wire, so a
+    ``%`` in it is sent as ``%25``, and an encoded slash (``%2F``) in the original cannot be
+    told from ``/``.
+``raw_path``
+    the path as it came on the wire, still encoded (a string starting with ``/``, printable
+    ASCII without spaces; optional). When present it is sent as it is: the recorder writes it
+    whenever the server gives ASGI's ``raw_path``.
 ``query``
     the raw query string, still encoded, without the ``?`` (a string; optional).
 ``headers``
@@ -45,6 +50,7 @@ import binascii
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -208,7 +214,14 @@ def _jsonl_entry(item: Any, bad: Callable[[str], ValueError]) -> tuple[float, Re
             body = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             raise bad('"body_b64" is not valid base64') from None
-    target = quote(raw_path, safe=_PATH_SAFE) + (f"?{query}" if query else "")
+    wire = item.get("raw_path")
+    if wire is not None and (not isinstance(wire, str) or not _RAW_PATH.fullmatch(wire)):
+        raise bad(
+            '"raw_path" must be the encoded path, printable ASCII starting with "/" and '
+            f"without spaces, got {wire!r}"[:200]
+        )
+    path = wire if wire is not None else quote(raw_path, safe=_PATH_SAFE)
+    target = path + (f"?{query}" if query else "")
     spec = RequestSpec(
         method=method.upper(),
         path=target,
@@ -217,6 +230,9 @@ def _jsonl_entry(item: Any, bad: Callable[[str], ValueError]) -> tuple[float, Re
         name=f"{method.upper()} {raw_path}",
     )
     return float(t), spec
+
+
+_RAW_PATH = re.compile(r"/[\x21-\x7e]*")
 
 
 def load_har(path: str | os.PathLike[str]) -> list[ReplayEntry]:

@@ -46,6 +46,7 @@ def build_app(log: list[dict[str, Any]]) -> Starlette:
                 "port": client.port if client else None,
                 "method": request.method,
                 "path": request.url.path,
+                "raw_path": request.scope.get("raw_path", b"").decode("latin-1"),
                 "raw_query": request.url.query,
                 "query": dict(request.query_params),
                 "headers": dict(request.headers),

@@ -60,6 +60,8 @@ def test_load_jsonl(tmp_path: Path) -> None:
         ('{"t": 1, "method": "GET", "path": "/", "query": 3}', '"query" must be a string'),
         ('{"t": 1, "method": "GET", "path": "/", "headers": {"a": 1}}', '"headers" must be'),
         ('{"t": 1, "method": "GET", "path": "/", "body_b64": "!!"}', "not valid base64"),
+        ('{"t": 1, "method": "GET", "path": "/", "raw_path": "/a b"}', '"raw_path" must be'),
+        ('{"t": 1, "method": "GET", "path": "/", "raw_path": 7}', '"raw_path" must be'),
     ],
 )
 def test_load_jsonl_errors_name_the_file_and_line(tmp_path: Path, line: str, message: str) -> None:
@@ -90,6 +92,27 @@ async def test_what_the_middleware_records_replays_the_same_request(
     assert seen["raw_query"] == "tag=recorded&q=a%26b"
     assert seen["headers"]["content-type"] == "text/plain" and seen["headers"]["x-custom"] == "1"
     assert "cookie" not in seen["headers"]  # the recorder did not keep it
+
+
+async def test_an_encoded_slash_is_replayed_encoded(tmp_path: Path, server: Server) -> None:
+    recorder = TrafficRecorder(tmp_path / "rec.jsonl")
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/echo/a/b",  # what ASGI decodes /echo/a%2Fb to
+        "raw_path": b"/echo/a%2Fb",
+        "query_string": b"tag=slash",
+        "headers": [],
+    }
+    recorder.record(scope, [], time.time(), 0.01, 200)
+    recorder.flush()
+    (entry,) = load_jsonl(tmp_path / "rec.jsonl")
+    assert entry.spec.path == "/echo/a%2Fb?tag=slash"
+    assert entry.spec.name == "GET /echo/a/b"
+    result = await replay(server.host, server.port, [entry], pace="fast")
+    assert result.status_counts == {200: 1}
+    (seen,) = server.seen("slash")
+    assert seen["raw_path"] == "/echo/a%2Fb"
 
 
 # -- HAR ---------------------------------------------------------------------------------------
