@@ -19,8 +19,9 @@ SQLite ``max(rowid)``, an upper bound read from the rowid b-tree without a scan)
 columns the scan filters on (PostgreSQL's ``Filter``; for SQLite the ``WHERE`` clause's
 columns that belong to the table).
 
-Databases: PostgreSQL (asyncpg, psycopg, SQLAlchemy on either) and SQLite (sqlite3, SQLAlchemy on
-sqlite3 or aiosqlite). Others (MySQL, MariaDB) are timed and reported without a plan.
+Databases: PostgreSQL (asyncpg; SQLAlchemy on asyncpg or psycopg) and SQLite (sqlite3;
+SQLAlchemy on sqlite3 or aiosqlite). Others (MySQL, MariaDB), and aiosqlite used directly, are
+timed and reported without a plan.
 """
 
 from __future__ import annotations
