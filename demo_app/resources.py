@@ -15,7 +15,7 @@ import httpx
 from fastapi import Depends, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from demo_app.cache import TTL_SECONDS, SharedCache, make_ttl_cache
 from demo_app.config import Settings
@@ -87,7 +87,13 @@ async def close_resources(resources: Resources) -> None:
 
 
 async def _load_catalog(db: Database) -> list[dict[str, Any]]:
-    query = select(Book, Author.name).join(Book.author).order_by(Book.id).limit(CATALOG_BOOKS)
+    query = (
+        select(Book, Author.name)
+        .join(Book.author)
+        .options(undefer(Book.summary))
+        .order_by(Book.id)
+        .limit(CATALOG_BOOKS)
+    )
     async with db.sessions() as session:
         rows = (await session.execute(query)).all()
     return [

@@ -18,6 +18,10 @@ the database answered in 5 ms measured 20-120 ms while eight requests shared the
 demo scan, run after run, so even the median misleads. The fastest run is the one least
 disturbed; a statement the database is slow to answer is slow even then.
 
+The plan weighs in too: when it shows no full scan of a large table (an index lookup, a small
+table), the time is more likely the app's than the database's, and the shape is reported only
+from 5x the threshold at its fastest.
+
 A garbage-collector pause that overlaps a query is left out of its time
 (``fastprof/_pauses.py``): a full collection stops the process for tens of milliseconds, and
 the query is not slower for it.
@@ -44,6 +48,8 @@ from fastprof.record import RequestState
 RUNS = 256
 MIN_RUNS = 3
 AT_ONCE = 25
+#: With a plan that shows no large scan, the fastest run must reach this x the threshold.
+PLAN_CLEARS = 5
 
 
 class SlowQueryDetector(Detector):
@@ -113,7 +119,27 @@ class SlowQueryDetector(Detector):
             runs.append(took)
             if took >= self.threshold and self._usually_slow(took, runs):
                 slow.setdefault(record.fingerprint, []).append((took, record))
-        return [self._finding(state, timed) for timed in slow.values()]
+        return [
+            self._finding(state, timed)
+            for fingerprint, timed in slow.items()
+            if not self._plan_clears(timed, min(self._runs[fingerprint]))
+        ]
+
+    def _plan_clears(self, timed: list[tuple[float, QueryRecord]], fastest: float) -> bool:
+        """The database's plan shows no large scan, and the time could be the app's own.
+
+        An index lookup that measured 22 ms was more likely kept waiting by the app (its loop,
+        the GIL, a busy machine) than by the database: with a plan like that, the shape needs
+        PLAN_CLEARS x the threshold at its fastest to be reported.
+        """
+        if not self.explain or fastest >= PLAN_CLEARS * self.threshold:
+            return False
+        if max(t for t, _ in timed) >= AT_ONCE * self.threshold:
+            return False
+        plan = explain.plan_of(timed[0][1].sql)
+        if plan is None or plan.error or not plan.lines:
+            return False
+        return not any(s.rows is None or s.rows >= self.large_table_rows for s in plan.scans)
 
     def _usually_slow(self, took: float, runs: deque[float]) -> bool:
         if took >= AT_ONCE * self.threshold:

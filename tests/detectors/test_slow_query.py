@@ -374,3 +374,23 @@ def test_a_shape_is_judged_on_the_fastest_of_its_runs() -> None:
     # 25 times the threshold is reported at once
     assert SlowQueryDetector(threshold_ms=20, explain=False).finish(_state(0.4)) == []
     assert len(SlowQueryDetector(threshold_ms=20, explain=False).finish(_state(0.5))) == 1
+
+
+def test_a_plan_without_a_large_scan_needs_five_times_the_threshold() -> None:
+    from fastprof.queries import fingerprint
+
+    key = fingerprint("SELECT id FROM t WHERE a = ?")
+    explain.plans[key] = explain.Plan("sqlite", ("SEARCH t USING INDEX ix_t_a (a=?)",))
+    lookup = SlowQueryDetector(threshold_ms=20)
+    # an index lookup measured at 30 ms, run after run: the app's delay, not the database's
+    assert [lookup.finish(_state(0.030)) for _ in range(4)] == [[], [], [], []]
+    # at 110 ms even at its fastest, it is reported whatever the plan
+    slower = SlowQueryDetector(threshold_ms=20)
+    assert [len(slower.finish(_state(0.110))) for _ in range(3)] == [0, 0, 1]
+    # a full scan of a large table is reported from the threshold
+    explain.plans[key] = explain.Plan(
+        "sqlite", ("SCAN t",), (explain.SeqScan("t", 50_000, ("a",)),)
+    )
+    scan = SlowQueryDetector(threshold_ms=20)
+    found = [scan.finish(_state(0.030)) for _ in range(3)][-1]
+    assert len(found) == 1 and found[0].evidence["suggested_index"].startswith("CREATE INDEX")
