@@ -29,7 +29,7 @@ import random
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from fastprof import _threadpool
 from fastprof._context import current_capture, current_request
 from fastprof.backends import Backend, make_backend
-from fastprof.backends.base import Capture
+from fastprof.backends.base import Capture, TreeSource
 from fastprof.backends.continuous import ContinuousBackend, Sample, SampledCapture, samples_into
 from fastprof.config import MiddlewareConfig
 from fastprof.detectors import Detector
@@ -228,26 +228,111 @@ class FastprofMiddleware:
             or sample_rate > 0
             or bool(self._header or self._query)
         )
+        # Without a path filter, a header/query trigger or a sample rate, every request is
+        # captured for the same reason: no decision to make per request.
+        self._fixed = (
+            self._paths is None and self._header is None and self._query is None and not sample_rate
+        )
+        self._fixed_trigger: Trigger | None = "continuous" if self.sampler is not None else None
+        # Without detectors or a recorder, a request served for timing or the continuous
+        # sampler needs no per-request state: __call__ serves it itself (see there).
+        self._lean = not self.detectors and self.recorder is None
+        # ... and when that is every HTTP request, __call__ goes straight to it.
+        self._plain = (
+            self._active
+            and self._fixed
+            and self._lean
+            and self._metrics_path is None
+            and (self._always or self.sampler is not None)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._active:
-            if scope["type"] == "lifespan" and self._active:
-                send = self._watch_lifespan(send)
-                receive = self._watch_lifespan_receive(receive)
-            await self.app(scope, receive, send)
-            return
-        if self._metrics_path is not None and scope["path"] == self._metrics_path:
-            await self._serve_metrics(send)
-            return
+        if self._plain and scope["type"] == "http":
+            trigger = self._fixed_trigger
+        else:
+            if scope["type"] != "http" or not self._active:
+                if scope["type"] == "lifespan" and self._active:
+                    send = self._watch_lifespan(send)
+                    receive = self._watch_lifespan_receive(receive)
+                await self.app(scope, receive, send)
+                return
+            if self._metrics_path is not None and scope["path"] == self._metrics_path:
+                await self._serve_metrics(send)
+                return
+            if self._fixed:
+                trigger = self._fixed_trigger
+            else:
+                try:
+                    trigger = self._trigger(scope)
+                except Exception:
+                    logger.exception(
+                        "fastprof: deciding whether to profile failed; the request continues"
+                    )
+                    trigger = None
+            if trigger is None and not self._always:
+                await self.app(scope, receive, send)
+                return
+            if not self._lean or (trigger is not None and trigger != "continuous"):
+                await self._serve(scope, receive, send, trigger)
+                return
+        # The paths that run on every request - timing, the continuous sampler, or both -
+        # served right here: _serve's coroutine, its RequestState and the body fingerprint
+        # would cost more than everything else they do (bench/hotpath.py measures it).
+        # The wall-clock start only matters to timing; a kept profile works it out below.
+        started_at = time.time() if self._timing else 0.0
+        started = time.perf_counter()
+        capture: SampledCapture | None = None
+        capture_token = None
+        if trigger is not None:
+            try:
+                assert self.sampler is not None
+                if not self._hooked:  # held until close(): every request would take it
+                    _threadpool.acquire()
+                    self._hooked = True
+                capture = self.sampler.start(sys._getframe(), is_async=True)
+                capture_token = current_capture.set(capture)
+            except Exception:
+                logger.exception("fastprof: starting the capture failed; the request continues")
+                capture = None
+        response = _Response(send)
+        error: BaseException | None = None
         try:
-            trigger = self._trigger(scope)
-        except Exception:
-            logger.exception("fastprof: deciding whether to profile failed; the request continues")
-            trigger = None
-        if trigger is None and not self._always:
-            await self.app(scope, receive, send)
-            return
-        await self._serve(scope, receive, send, trigger)
+            await self.app(scope, receive, response.send)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            duration = time.perf_counter() - started
+            if capture_token is not None:
+                current_capture.reset(capture_token)
+            try:
+                status = response.status or (500 if error is not None else 0)
+                route = None
+                if self._timing:
+                    route = self._record(scope, None, status, response.nbytes, duration, started_at)
+                if capture is not None:
+                    samples = capture.detach()
+                    # Most requests have no sample and are neither slow nor failed.
+                    if samples or self._slow is not None or status >= 500 or error is not None:
+                        self._settle(
+                            scope,
+                            route,
+                            capture,
+                            samples,
+                            status,
+                            response,
+                            duration,
+                            started_at or time.time() - duration,
+                            error,
+                            None,
+                            None,
+                        )
+            except Exception:
+                logger.exception("fastprof: finishing the capture failed; the request continues")
+            if capture is not None:
+                # The anchor is this very frame, and the frame holds the capture: left as is,
+                # the cycle makes CPython keep every frame of the request alive for the GC.
+                capture.anchor = None
 
     def _trigger(self, scope: Scope) -> Trigger | None:
         """Why this request is captured (None: it is not), in order of precedence."""
@@ -299,10 +384,10 @@ class FastprofMiddleware:
         state: RequestState | None = None
         capture: Capture | None = None
         request_token = capture_token = None
-        response = _Response(
-            send,
-            trigger == "header" or trigger == "query",
-            self._digest and scope["method"] == "GET",
+        add_header = trigger == "header" or trigger == "query"
+        digest = self._digest and scope["method"] == "GET"
+        response = (
+            _MarkedResponse(send, add_header, digest) if add_header or digest else _Response(send)
         )
         if trigger is not None or self.detectors:
             try:
@@ -357,6 +442,10 @@ class FastprofMiddleware:
                 self._finish(scope, state, response, capture, trigger, duration, started_at, error)
             except Exception:
                 logger.exception("fastprof: finishing the capture failed; the request continues")
+            if capture is not None:
+                # The anchor is this very frame, and the frame holds the capture: left as is,
+                # the cycle makes CPython keep every frame of the request alive for the GC.
+                capture.anchor = None
 
     def _finish(
         self,
@@ -369,65 +458,160 @@ class FastprofMiddleware:
         started_at: float,
         error: BaseException | None,
     ) -> None:
-        samples: list[Sample] | None = None
+        samples: Sequence[Sample] | None = None
         source = None
-        sampled = capture if isinstance(capture, SampledCapture) else None
-        if sampled is not None and trigger == "continuous":
-            samples = sampled.detach()
+        if trigger == "continuous" and isinstance(capture, SampledCapture):
+            samples = capture.detach()
         elif capture is not None:
             try:
                 source = capture.stop()
             finally:
                 _threadpool.release()
         status = response.status or (500 if error is not None else 0)
-        method: str = scope["method"]
-        route = _route_template(scope)
-        findings: list[Finding] = []
+        # The route is looked up only when something needs it.
+        route: str | None = None
+        findings: list[Finding] | None = None
         if state is not None and (self.detectors or state.findings):
+            route = _route_template(scope)
             if response.body_hash is not None:
                 state.facts["response_digest"] = response.body_hash.hexdigest()
                 state.facts["duration"] = duration
                 state.facts["endpoint"] = scope.get("endpoint")
-            findings = self._findings(state, f"{method} {route}", status, response.nbytes)
+            findings = self._findings(state, f"{scope['method']} {route}", status, response.nbytes)
         if self._timing:
-            record = RequestRecord(
-                method,
+            route = self._record(
+                scope, route, status, response.nbytes, duration, started_at, state, findings
+            )
+        if capture is None:
+            return
+        if samples is not None:
+            assert isinstance(capture, SampledCapture)
+            self._settle(
+                scope,
+                route,
+                capture,
+                samples,
+                status,
+                response,
+                duration,
+                started_at,
+                error,
+                state,
+                findings,
+            )
+            return
+        if (
+            trigger == "sample"
+            and self._slow is not None
+            and duration < self._slow
+            and not ((status >= 500 or error is not None) and self._keep_errors)
+        ):
+            return
+        assert source is not None
+        self._keep(
+            scope,
+            route,
+            trigger or "sample",
+            source,
+            status,
+            response,
+            duration,
+            started_at,
+            error,
+            state,
+            findings,
+        )
+
+    def _record(
+        self,
+        scope: Scope,
+        route: str | None,
+        status: int,
+        nbytes: int,
+        duration: float,
+        started_at: float,
+        state: RequestState | None = None,
+        findings: list[Finding] | None = None,
+    ) -> str:
+        """Record the request's timing; returns its route template."""
+        if route is None:
+            route = _route_template(scope)
+        # tuple.__new__ directly: RequestRecord's generated __new__ is a Python call
+        record = _new_record(
+            RequestRecord,
+            (
+                scope["method"],
                 route,
                 scope["path"],
                 status,
                 duration,
-                response.nbytes,
+                nbytes,
                 started_at,
                 len(state.queries) if state is not None else 0,
                 state.blocked if state is not None else 0.0,
-                len(findings),
-            )
-            self.store.add_request(record)
-            if self._on_request is not None:
-                self._on_request(record)
-        if capture is None:
+                len(findings) if findings else 0,
+            ),
+        )
+        self.store.add_request(record)
+        if self._on_request is not None:
+            self._on_request(record)
+        return route
+
+    def _settle(
+        self,
+        scope: Scope,
+        route: str | None,
+        capture: SampledCapture,
+        samples: Sequence[Sample],
+        status: int,
+        response: _Response,
+        duration: float,
+        started_at: float,
+        error: BaseException | None,
+        state: RequestState | None,
+        findings: list[Finding] | None,
+    ) -> None:
+        """The continuous sampler's part: the samples go to the route's tree; the request's
+        own profile is kept only if it was slow or failed."""
+        if samples:
+            if route is None:
+                route = _route_template(scope)
+            self._add_route_samples(f"{scope['method']} {route}", samples)
+        slow = self._slow is not None and duration >= self._slow
+        if not (slow or ((status >= 500 or error is not None) and self._keep_errors)):
             return
-        failed = status >= 500 or error is not None
-        if samples is not None:
-            if samples:
-                self._add_route_samples(f"{method} {route}", samples)
-            slow = self._slow is not None and duration >= self._slow
-            if not (slow or (failed and self._keep_errors)):
-                return
-            trigger = "slow" if slow else "error"
-            assert sampled is not None
-            source = sampled.tree_source(samples, duration)
-        elif (
-            trigger == "sample"
-            and self._slow is not None
-            and duration < self._slow
-            and not (failed and self._keep_errors)
-        ):
-            return
-        assert source is not None
+        self._keep(
+            scope,
+            route,
+            "slow" if slow else "error",
+            capture.tree_source(samples, duration),
+            status,
+            response,
+            duration,
+            started_at,
+            error,
+            state,
+            findings,
+        )
+
+    def _keep(
+        self,
+        scope: Scope,
+        route: str | None,
+        trigger: Trigger,
+        source: TreeSource,
+        status: int,
+        response: _Response,
+        duration: float,
+        started_at: float,
+        error: BaseException | None,
+        state: RequestState | None,
+        findings: list[Finding] | None,
+    ) -> None:
+        """Keep the request's profile in the store."""
         profile = ProfileRecord(
             id=response.profile_id or uuid.uuid4().hex[:16],
-            trigger=trigger or "sample",
+            trigger=trigger,
             backend=(
                 "continuous"
                 if trigger in ("slow", "error")
@@ -436,8 +620,8 @@ class FastprofMiddleware:
                 else self.backend.name
             ),
             source=source,
-            method=method,
-            route=route,
+            method=scope["method"],
+            route=route if route is not None else _route_template(scope),
             path=scope["path"],
             query=scope.get("query_string", b"").decode("latin-1"),
             status=status,
@@ -446,11 +630,11 @@ class FastprofMiddleware:
             started_at=started_at,
             error=type(error).__name__ if error is not None else None,
             blocks=state.blocks if state is not None else [],
-            findings=findings,
+            findings=findings if findings is not None else [],
         )
         self.store.add_profile(profile)
 
-    def _add_route_samples(self, key: str, samples: list[Sample]) -> None:
+    def _add_route_samples(self, key: str, samples: Sequence[Sample]) -> None:
         pending = self._route_samples.get(key)
         if pending is None:
             pending = self._route_samples[key] = []
@@ -582,15 +766,38 @@ class FastprofMiddleware:
 
 
 class _Response:
-    """Wraps ``send`` to learn the status and body size (and, if asked, add one header, and
-    fingerprint the body for detectors that want it)."""
+    """Wraps ``send`` to learn the status and body size."""
 
-    __slots__ = ("_send", "add_header", "body_hash", "nbytes", "profile_id", "status")
+    __slots__ = ("_send", "nbytes", "status")
 
-    def __init__(self, send: Send, add_header: bool, digest: bool = False) -> None:
+    #: The profile id announced in the response header (see _MarkedResponse).
+    profile_id: str | None = None
+    #: The body's fingerprint, for detectors that want it (see _MarkedResponse).
+    body_hash: Any = None
+
+    def __init__(self, send: Send) -> None:
         self._send = send
         self.status = 0
         self.nbytes = 0
+
+    def send(self, message: Message) -> Awaitable[None]:
+        # Not a coroutine: it hands back the server's awaitable, so a message costs one frame
+        # less (ASGI's send need only return something to await).
+        kind = message["type"]
+        if kind == "http.response.body":
+            self.nbytes += len(message.get("body", b""))
+        elif kind == "http.response.start":
+            self.status = message["status"]
+        return self._send(message)
+
+
+class _MarkedResponse(_Response):
+    """A :class:`_Response` that also adds the profile header, or fingerprints the body."""
+
+    __slots__ = ("add_header", "body_hash", "profile_id")
+
+    def __init__(self, send: Send, add_header: bool, digest: bool = False) -> None:
+        super().__init__(send)
         self.add_header = add_header
         self.profile_id: str | None = None
         self.body_hash = hashlib.blake2b(digest_size=16) if digest else None
@@ -629,12 +836,17 @@ def _chain(
     return both
 
 
+_new_record = tuple.__new__
+
+
 def _route_template(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     if isinstance(path, str):
+        root = scope.get("root_path")
+        if not root:
+            return path
         # Mounted apps see their own path; prefix what the mount consumed.
-        root = scope.get("root_path", "")
         app_root = scope.get("app_root_path", root)
         prefix = root[len(app_root) :] if root.startswith(app_root) else ""
         return prefix + path

@@ -27,7 +27,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from types import CodeType, FrameType
 from typing import Any, TypeVar
 
@@ -41,6 +41,10 @@ T = TypeVar("T")
 #: Suspended requests whose await chain one tick walks at most (the rest are estimated).
 MAX_AWAIT_SAMPLES = 4
 
+#: Seconds between the signal timer's ticks while no capture is registered (it lingers for a
+#: second before it disarms, and a new capture brings the interval back at once).
+IDLE_DELAY = 0.1
+
 # One sample: (weight in seconds, frame-key prefix, code objects outermost first, awaiting)
 Sample = tuple[float, tuple[FrameKey, ...], tuple[CodeType, ...], bool]
 
@@ -53,39 +57,60 @@ class ContinuousBackend(Backend):
     def __init__(self, *, interval: float = 0.01) -> None:
         super().__init__(interval=interval)
         self.sampler = Sampler.shared()
+        self.in_use = self.sampler.in_use(interval)
 
-    def start(self, anchor: FrameType | None, *, is_async: bool) -> Capture:
-        return SampledCapture(self.sampler, anchor, self.interval)
+    def start(self, anchor: FrameType | None, *, is_async: bool) -> SampledCapture:
+        return SampledCapture(self, anchor)
 
     def close(self) -> None:
         self.sampler.stop()
 
 
 class SampledCapture(Capture):
-    __slots__ = ("in_threads", "interval", "sampler", "samples", "started", "task", "thread")
+    __slots__ = (
+        "in_threads",
+        "in_use",
+        "interval",
+        "sampler",
+        "samples",
+        "started",
+        "task",
+        "thread",
+    )
 
-    def __init__(self, sampler: Sampler, anchor: FrameType | None, interval: float) -> None:
-        super().__init__(anchor)
-        self.sampler = sampler
-        self.samples: list[Sample] = []
+    def __init__(self, backend: ContinuousBackend, anchor: FrameType | None) -> None:
+        # Built for every request of the continuous mode: Capture.__init__ (it only sets the
+        # anchor) is inlined, one call less.
+        self.anchor = anchor
+        self.sampler = sampler = backend.sampler
+        #: Created with the first sample: most requests of the continuous mode have none.
+        self.samples: list[Sample] | None = None
         #: Worker threads running for this request right now (its task is waiting for them).
         self.in_threads = 0
-        self.interval = interval
+        self.interval = backend.interval
+        self.in_use = backend.in_use
         self.started = time.perf_counter()
-        self.task = sampler.add_task(self)
+        self.task = task = sampler.add_task(self)
         # Outside async code (a sync profile() block on any thread) the thread is sampled.
-        self.thread = sampler.add_thread(self, (), anchor) if self.task is None else None
+        self.thread = sampler.add_thread(self, (), anchor) if task is None else None
 
-    def detach(self) -> list[Sample]:
+    def add(self, sample: Sample) -> None:
+        """Called by the sampler."""
+        if self.samples is None:
+            self.samples = [sample]
+        else:
+            self.samples.append(sample)
+
+    def detach(self) -> Sequence[Sample]:
         """Stop sampling this capture; its samples so far (the cheap half of ``stop``)."""
         if self.task is not None:
             self.sampler.remove_task(self.task)
         if self.thread is not None:
             self.sampler.remove_thread(self.thread, self)
-        samples, self.samples = self.samples, []
-        return samples
+        samples, self.samples = self.samples, None
+        return samples if samples is not None else ()
 
-    def tree_source(self, samples: list[Sample], duration: float) -> TreeSource:
+    def tree_source(self, samples: Sequence[Sample], duration: float) -> TreeSource:
         interval = self.interval
         return TreeSource(lambda: build_tree(samples, duration, interval))
 
@@ -113,7 +138,7 @@ class SampledCapture(Capture):
 _key_cache: dict[CodeType, FrameKey] = {}
 
 
-def samples_into(tree: CallTree, samples: list[Sample]) -> float:
+def samples_into(tree: CallTree, samples: Iterable[Sample]) -> float:
     """Add ``samples`` to ``tree``; return the sampled seconds."""
     sampled = 0.0
     cache = _key_cache
@@ -129,7 +154,7 @@ def samples_into(tree: CallTree, samples: list[Sample]) -> float:
     return sampled
 
 
-def build_tree(samples: list[Sample], duration: float, interval: float) -> CallTree:
+def build_tree(samples: Sequence[Sample], duration: float, interval: float) -> CallTree:
     tree = CallTree(backend="continuous", duration=duration, interval=interval)
     tree.meta["sample_count"] = len(samples)
     sampled = samples_into(tree, samples)
@@ -139,6 +164,18 @@ def build_tree(samples: list[Sample], duration: float, interval: float) -> CallT
         tree.root.await_time += rest
         tree.root.total += rest
     return tree
+
+
+class InUse:
+    """How many captures at one interval are registered now: the tick follows the finest
+    interval in use. A counter object each capture holds, so that registering one (every
+    request, in the continuous mode) is an increment - no dictionary keyed by a float."""
+
+    __slots__ = ("count", "interval")
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.count = 0
 
 
 class Sampler:
@@ -172,10 +209,13 @@ class Sampler:
     def __init__(self) -> None:
         #: The tick interval: the finest of the registered captures' intervals.
         self.interval = 0.01
-        self._intervals: dict[float, int] = {}
+        self._in_use: dict[float, InUse] = {}
+        self._counters: tuple[InUse, ...] = ()
         self.ticks = 0
         self._tasks: dict[Any, SampledCapture] = {}
+        # loop -> the thread running it, and back
         self._loops: dict[asyncio.AbstractEventLoop, int] = {}
+        self._loop_of: dict[int, asyncio.AbstractEventLoop] = {}
         # thread -> the captures sampling it (sync blocks nest: several per thread)
         self._threads: dict[
             int, list[tuple[SampledCapture, tuple[FrameKey, ...], FrameType | None]]
@@ -193,43 +233,84 @@ class Sampler:
 
     # -- registration (called on the loop thread / worker threads) ---------------------------
     def add_task(self, capture: SampledCapture) -> Any:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return None  # not in async code: worker-thread samples only
-        task = asyncio.current_task(loop)
+        """Register the current task for ``capture``; the task, or None outside async code.
+
+        Called once per request in the continuous mode, so it avoids
+        ``asyncio.get_running_loop()`` (which makes a ``getpid()`` system call each time): the
+        loop last seen on this thread is asked for its current task first. A task found that way
+        is running on this thread now - a loop runs on one thread at a time, and one that runs
+        elsewhere is re-registered under that thread when it is first seen there.
+        """
+        loop = self._loop_of.get(_get_ident())
+        task = _current_task(loop) if loop is not None else None
         if task is None:
-            return None
-        if loop not in self._loops:
-            self._loops[loop] = threading.get_ident()
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return None  # not in async code: worker-thread samples only
+            task = _current_task(loop)
+            if task is None:
+                return None
+            self._note_loop(loop)
         self._tasks[task] = capture
-        self._count(capture.interval, 1)
+        in_use = capture.in_use
+        in_use.count += 1
+        if in_use.count == 1:
+            self._retick()
         if self._mode is None:
             self._start()
+        elif self._idle_since is not None:
+            self._wake()
         return task
+
+    def _note_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        ident = _get_ident()
+        before = self._loops.get(loop)
+        if before is not None and before != ident and self._loop_of.get(before) is loop:
+            del self._loop_of[before]
+        self._loops[loop] = ident
+        self._loop_of[ident] = loop
 
     def remove_task(self, task: Any) -> None:
         capture = self._tasks.pop(task, None)
         if capture is not None:
-            self._count(capture.interval, -1)
+            in_use = capture.in_use
+            in_use.count -= 1
+            if in_use.count <= 0:
+                self._retick()
 
-    def _count(self, interval: float, change: int) -> None:
-        count = self._intervals.get(interval, 0) + change
-        if count > 0:
-            self._intervals[interval] = count
-        else:
-            self._intervals.pop(interval, None)
-        if self._intervals:
-            self.interval = min(self._intervals)
+    def in_use(self, interval: float) -> InUse:
+        """The counter of captures registered at ``interval`` (one per interval, kept)."""
+        with self._lock:
+            counter = self._in_use.get(interval)
+            if counter is None:
+                counter = self._in_use[interval] = InUse(interval)
+                self._counters = tuple(self._in_use.values())
+            return counter
+
+    def _retick(self) -> None:
+        """An interval came into use or went out of it: tick at the finest one in use."""
+        counters = self._counters
+        if len(counters) == 1:  # one interval in the process, as usual: nothing to choose
+            self.interval = counters[0].interval
+            return
+        used = [c.interval for c in counters if c.count > 0]
+        if used:
+            self.interval = min(used)
 
     def add_thread(
         self, capture: SampledCapture, prefix: tuple[FrameKey, ...], anchor: FrameType | None
     ) -> int:
         ident = threading.get_ident()
         self._threads.setdefault(ident, []).append((capture, prefix, anchor))
-        self._count(capture.interval, 1)
+        in_use = capture.in_use
+        in_use.count += 1
+        if in_use.count == 1:
+            self._retick()
         if self._mode is None:
             self._start()
+        elif self._idle_since is not None:
+            self._wake()
         return ident
 
     def remove_thread(self, ident: int, capture: SampledCapture) -> None:
@@ -237,7 +318,10 @@ class Sampler:
         for index, entry in enumerate(entries):
             if entry[0] is capture:
                 del entries[index]
-                self._count(capture.interval, -1)
+                in_use = capture.in_use
+                in_use.count -= 1
+                if in_use.count <= 0:
+                    self._retick()
                 break
         if not entries:
             self._threads.pop(ident, None)
@@ -271,6 +355,22 @@ class Sampler:
             self._thread = threading.Thread(target=self._run, name="fastprof-sampler", daemon=True)
             self._thread.start()
 
+    def _wake(self) -> None:
+        """A capture arrived while the signal timer idles at ``IDLE_DELAY``: tick at the
+        interval again now.
+
+        Idle ticks at the interval cost every request: at a 1% sample rate under load the
+        sampler is never idle for a whole second, so a 1 kHz timer ran all the time (measured
+        with bench/hotpath.py at 32 requests in flight: about 950 ticks a second; about 300,
+        those of sampled requests, with the slow idle pace).
+        """
+        with self._lock:
+            if self._mode != "signal" or self._idle_since is None:
+                return  # the thread sleeps one interval at a time: it wakes soon enough
+            self._idle_since = None
+            self._last = time.perf_counter()  # the next tick's gap starts now, not at the last
+            signal.setitimer(signal.ITIMER_REAL, self._next_delay())
+
     def stop(self, timeout: float = 2.0) -> None:
         """Stop sampling now (it also stops by itself after a second with nothing to do)."""
         with self._lock:
@@ -299,9 +399,12 @@ class Sampler:
             gap = self.interval
         if self._tasks or self._threads:
             self._idle_since = None
-            # never let the sampler fail loudly: a bad tick is a lost sample
-            with contextlib.suppress(Exception):
+            # Never let the sampler fail loudly: a bad tick is a lost sample. (A try, not
+            # contextlib.suppress: the context manager's two calls cost every tick.)
+            try:
                 self.sample(gap, main_frame)
+            except Exception:
+                return True
             return True
         if self._idle_since is None:
             self._idle_since = now
@@ -318,7 +421,10 @@ class Sampler:
             if self._mode != "signal":
                 return
             if keep:
-                signal.setitimer(signal.ITIMER_REAL, self._next_delay())
+                delay = self._next_delay()
+                if self._idle_since is not None:
+                    delay = max(delay, IDLE_DELAY)
+                signal.setitimer(signal.ITIMER_REAL, delay)
             else:
                 self._disarm()
 
@@ -359,6 +465,8 @@ class Sampler:
         for loop, ident in list(self._loops.items()):
             if loop.is_closed():
                 del self._loops[loop]
+                if self._loop_of.get(ident) is loop:
+                    del self._loop_of[ident]
                 continue
             task = asyncio.current_task(loop)
             capture = self._tasks.get(task) if task is not None else None
@@ -378,7 +486,7 @@ class Sampler:
             if w:
                 codes = _walk(frame, capture.anchor, task_root=True)
                 if codes is not None:
-                    capture.samples.append((w, (), codes, False))
+                    capture.add((w, (), codes, False))
         for ident, entries in list(self._threads.items()):
             frame = frames.get(ident)
             if frame is None:
@@ -388,25 +496,27 @@ class Sampler:
                 if w:
                     codes = _walk(frame, anchor)
                     if codes is not None:
-                        capture.samples.append((w, prefix, codes, False))
+                        capture.add((w, prefix, codes, False))
         # Requests that are not running are suspended in an await: where, is in their
         # coroutine chain (unless a worker thread is doing their work - sampled above).
-        suspended = []
-        for task, capture in list(self._tasks.items()):
-            if task not in running and not capture.in_threads and capture not in busy:
-                w = weight(capture)
-                if w:
-                    suspended.append((task, capture, w))
+        suspended = [
+            (task, capture)
+            for task, capture in list(self._tasks.items())
+            if task not in running and not capture.in_threads and capture not in busy
+        ]
         scale = 1.0
         if len(suspended) > MAX_AWAIT_SAMPLES:
             # Walking every suspended coroutine chain on every tick would cost the loop time
-            # in proportion to concurrency; a random few, weighted up, estimate the same.
+            # in proportion to concurrency; a random few, weighted up, estimate the same (each
+            # is drawn with probability k/n and weighs n/k times its own weight).
             scale = len(suspended) / MAX_AWAIT_SAMPLES
             suspended = self._sample_of(suspended, MAX_AWAIT_SAMPLES)
-        for task, capture, w in suspended:
-            codes = _awaiting(task, capture.anchor)
-            if codes:
-                capture.samples.append((w * scale, (), codes, True))
+        for task, capture in suspended:
+            w = weight(capture)
+            if w:
+                codes = _awaiting(task, capture.anchor)
+                if codes:
+                    capture.add((w * scale, (), codes, True))
 
 
 _atexit_registered: set[int] = set()
@@ -430,14 +540,21 @@ def _awaiting(task: Any, anchor: FrameType | None) -> tuple[CodeType, ...]:
     """The code objects of a suspended task's await chain, from below ``anchor`` inwards."""
     codes: list[CodeType] = []
     collecting = anchor is None
+    anchor_code = anchor.f_code if anchor is not None else None
     awaitable = task.get_coro()
     while awaitable is not None:
-        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)
-        if frame is None:
+        # The code, not the frame: reading cr_frame makes CPython build a frame object for
+        # every coroutine of the chain, which then lives as long as the coroutine.
+        code = getattr(awaitable, "cr_code", None) or getattr(awaitable, "gi_code", None)
+        if code is None:
             break
         if collecting:
-            codes.append(frame.f_code)
-        elif frame is anchor:
+            codes.append(code)
+        elif (
+            code is anchor_code
+            and (getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None))
+            is anchor
+        ):
             collecting = True
         awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "gi_yieldfrom", None)
     return tuple(codes)
@@ -460,6 +577,8 @@ def _keep_sigalrm_off_this_thread() -> None:
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
 
 
+_get_ident = threading.get_ident
+_current_task = asyncio.current_task
 _TASK_STEP = asyncio.events.Handle._run.__code__
 _MAIN = threading.main_thread().ident
 
