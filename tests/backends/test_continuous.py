@@ -5,6 +5,7 @@ import threading
 import time
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from fastprof import FastprofMiddleware
@@ -138,3 +139,30 @@ async def test_work_in_tasks_the_request_spawns_is_sampled() -> None:
         assert tree.total <= record.duration * 1.2
     finally:
         mw.close()
+
+
+async def test_the_idle_timer_slows_down_and_wakes_for_a_new_capture() -> None:
+    import signal
+
+    from fastprof.backends.continuous import IDLE_DELAY
+
+    backend = ContinuousBackend(interval=0.001)
+    sampler = backend.sampler
+    first = backend.start(None, is_async=True)
+    if sampler._mode != "signal":
+        pytest.skip("the signal timer is only used on the main thread")
+    first.detach()
+    # with nothing registered the timer ticks at IDLE_DELAY, not at 1 ms
+    deadline = time.time() + 2
+    while sampler._idle_since is None and time.time() < deadline:
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.05)
+    assert sampler._idle_since is not None
+    assert signal.getitimer(signal.ITIMER_REAL)[0] > 0.01
+    assert IDLE_DELAY > 0.01
+    # a capture arriving re-arms it at the interval at once
+    second = backend.start(None, is_async=True)
+    assert sampler._idle_since is None
+    assert 0 < signal.getitimer(signal.ITIMER_REAL)[0] <= 0.0015 + 1e-9
+    second.detach()
+    sampler.stop()

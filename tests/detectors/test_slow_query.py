@@ -394,3 +394,23 @@ def test_a_plan_without_a_large_scan_needs_five_times_the_threshold() -> None:
     scan = SlowQueryDetector(threshold_ms=20)
     found = [scan.finish(_state(0.030)) for _ in range(3)][-1]
     assert len(found) == 1 and found[0].evidence["suggested_index"].startswith("CREATE INDEX")
+
+
+async def test_an_alias_in_the_plan_is_resolved_to_its_table(big_sqlite: Path) -> None:
+    app = FastAPI()
+
+    @app.get("/alias")
+    def by_alias() -> dict[str, Any]:
+        conn = sqlite3.connect(big_sqlite)
+        try:
+            row = conn.execute(
+                "SELECT c.id FROM customer AS c WHERE c.email = ?", ("user199999@example.com",)
+            ).fetchone()
+        finally:
+            conn.close()
+        return {"id": row[0]}
+
+    _, findings = await call(app, "/alias", threshold_ms=0.1)
+    scan = findings[0].evidence["seq_scan"]
+    assert (scan["table"], scan["columns"], scan["rows"]) == ("customer", ["email"], ROWS)
+    assert explain.table_aliases("SELECT * FROM a x JOIN b ON b.id = x.id") == {"x": "a"}
