@@ -93,3 +93,32 @@ async def test_def_endpoint_work_is_in_its_request(backend: str) -> None:
         assert "threaded_endpoint" not in by_path["/sleepy"].tree.functions()
     finally:
         mw.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_an_endpoint_behind_base_http_middleware_is_in_its_request(backend: str) -> None:
+    """BaseHTTPMiddleware runs the endpoint in a task of its own (call_next)."""
+    app = build_app()
+
+    @app.middleware("http")
+    async def passthrough(request: Any, call_next: Any) -> Any:
+        return await call_next(request)
+
+    mw = FastprofMiddleware(app, **options(backend))
+    transport = httpx.ASGITransport(app=mw)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            responses = await asyncio.gather(
+                *[client.get("/sleepy" if i % 2 else "/busy") for i in range(6)]
+            )
+        assert [r.status_code for r in responses] == [200] * 6
+        records = list(mw.store.profiles)
+        assert len(records) == 6
+        for record in records:
+            functions = record.tree.functions()
+            if record.path == "/busy":
+                assert "burn" in functions, f"{backend}: /busy lacks burn()"
+            else:
+                assert "burn" not in functions, f"{backend}: /sleepy shows burn()"
+    finally:
+        mw.close()
