@@ -271,10 +271,16 @@ def _wrap_acquire(original: Method) -> Method:
             full = False
         started = _clock()
         timed_out = False
-        info = pools.info(self, _describe_pool) if full else None
-        in_use = self._maxsize - self._queue.qsize() if full else 0
-        if info is not None:
-            pools.wait_started(info)
+        info = None
+        in_use = 0
+        if full:
+            try:
+                info = pools.info(self, _describe_pool)
+                in_use = self._maxsize - self._queue.qsize()
+                pools.wait_started(info)
+            except Exception:  # the acquire goes on untimed
+                hook_failed("asyncpg pool wait")
+                info, full = None, False
         try:
             proxy = await original(self, timeout)
         except TimeoutError:

@@ -290,9 +290,13 @@ def _traced_do_get(self: Any) -> Any:
     if not full:
         return _original_do_get(self)
     started = _clock()
-    info = pools.info(self, _describe_pool)
-    in_use = self.checkedout()
-    pools.wait_started(info)
+    try:
+        info = pools.info(self, _describe_pool)
+        in_use = self.checkedout()
+        pools.wait_started(info)
+    except Exception:  # the checkout goes on untimed
+        hook_failed("sqlalchemy pool wait")
+        return _original_do_get(self)
     try:
         record = _original_do_get(self)
     except BaseException as error:

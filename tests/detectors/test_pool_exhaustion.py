@@ -162,3 +162,15 @@ async def test_asyncpg_pool_waits_are_reported() -> None:
     assert worst.location is not None and worst.location.function == "pg_hold"
     assert worst.evidence["holders"][0]["median_hold_ms"] >= 45
     assert "max_size=" in worst.advice
+
+
+async def test_a_failure_inside_the_wait_timing_never_fails_the_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(pool: Any, describe: Any) -> Any:
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(pools, "info", broken)
+    mw = await run(sqlite_app(tmp_path, 1), "/async", 4)  # every response is checked: 200
+    assert not mw.store.findings
+    assert "query capture failed" in caplog.text
