@@ -126,6 +126,12 @@ def plan_of(sql: str) -> Plan | None:
     return plans.get(fingerprint(sql))
 
 
+def pending(sql: str) -> bool:
+    """Another request is taking this shape's plan right now."""
+    key = fingerprint(sql)
+    return key in plans and plans[key] is None
+
+
 def claim(sql: str) -> str | None:
     """The statement's fingerprint if it should be explained now (and nobody else does)."""
     if verb(sql) not in EXPLAINABLE:

@@ -414,3 +414,16 @@ async def test_an_alias_in_the_plan_is_resolved_to_its_table(big_sqlite: Path) -
     scan = findings[0].evidence["seq_scan"]
     assert (scan["table"], scan["columns"], scan["rows"]) == ("customer", ["email"], ROWS)
     assert explain.table_aliases("SELECT * FROM a x JOIN b ON b.id = x.id") == {"x": "a"}
+
+
+def test_no_verdict_while_another_request_takes_the_plan() -> None:
+    from fastprof.queries import fingerprint
+
+    key = fingerprint("SELECT id FROM t WHERE a = ?")
+    explain.plans[key] = None  # claimed: its EXPLAIN is running in another request
+    waiting = SlowQueryDetector(threshold_ms=20)
+    assert [waiting.finish(_state(0.030)) for _ in range(4)] == [[], [], [], []]
+    explain.plans[key] = explain.Plan(
+        "sqlite", ("SCAN t",), (explain.SeqScan("t", 50_000, ("a",)),)
+    )
+    assert len(waiting.finish(_state(0.030))) == 1  # the plan is in: a large scan
