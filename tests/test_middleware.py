@@ -40,7 +40,9 @@ def make_app() -> FastAPI:
 
     @app.get("/sync")
     def sync_work() -> dict[str, str]:
-        cpu(0.03)
+        # 100 ms: a signal sampler ticks about once per GIL switch interval (5 ms) while a
+        # worker thread computes, and a busy machine stretches that further
+        cpu(0.1)
         return {"ok": "sync"}
 
     @app.get("/fail")
@@ -395,13 +397,17 @@ async def test_internal_failure_is_logged_and_the_request_proceeds(
 @pytest.mark.parametrize("backend", [None, "pyinstrument"])
 async def test_def_endpoint_work_shows_in_its_request_tree(wrap: Any, backend: str | None) -> None:
     mw = wrap(sample_rate=1.0, backend=backend)
+    # The first hand-over of a process imports AnyIO's thread machinery on the loop thread
+    # while the worker computes; on a busy machine the 1 kHz sampler's ticks then went to the
+    # imports (seen 1 run in 5 to 12). The second request is the one judged.
     await get(mw, "/sync")
-    (record,) = mw.store.profiles
+    await get(mw, "/sync")
+    record = list(mw.store.profiles)[-1]
     tree = record.tree
     (node,) = tree.find("sync_work")
     assert tree.find("cpu")[0].self_time > 0
-    if backend == "pyinstrument":  # a 1 ms profiler of the thread: the 30 ms are all there
-        assert node.total >= 0.02
+    if backend == "pyinstrument":  # a 1 ms profiler of the thread: the 100 ms are all there
+        assert node.total >= 0.07
     # the thread's time replaced the request's waiting for it, not added to it
     assert tree.total <= record.duration * 1.1
 
