@@ -79,6 +79,25 @@ def _internal(code: CodeType) -> bool:
     return known
 
 
+def _record(
+    state: Any,
+    query: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    many: bool,
+    duration: float,
+    caller: FrameType,
+    started: float,
+) -> None:
+    try:
+        params = (args[0] if args else kwargs.get("args")) if many else args
+        append_query(
+            state, query, params, duration, "asyncpg", caller_location(caller), started, (), many
+        )
+    except Exception:
+        hook_failed("asyncpg query")
+
+
 def _wrap_connection_method(original: Method, many: bool) -> Method:
     @functools.wraps(original)
     async def traced(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
@@ -93,21 +112,7 @@ def _wrap_connection_method(original: Method, many: bool) -> Method:
             result = await original(self, query, *args, **kwargs)
         finally:
             duration = _clock() - started
-            try:
-                params = (args[0] if args else kwargs.get("args")) if many else args
-                append_query(
-                    state,
-                    query,
-                    params,
-                    duration,
-                    "asyncpg",
-                    caller_location(caller),
-                    started,
-                    (),
-                    many,
-                )
-            except Exception:
-                hook_failed("asyncpg query")
+            _record(state, query, args, kwargs, many, duration, caller, started)
         if duration >= explain.over and not many:
             await _explain(state, self, query, args)
         return result
@@ -130,21 +135,7 @@ def _wrap_statement_method(original: Method, many: bool) -> Method:
             result = await original(self, *args, **kwargs)
         finally:
             duration = _clock() - started
-            try:
-                params = (args[0] if args else kwargs.get("args")) if many else args
-                append_query(
-                    state,
-                    self._query,
-                    params,
-                    duration,
-                    "asyncpg",
-                    caller_location(caller),
-                    started,
-                    (),
-                    many,
-                )
-            except Exception:
-                hook_failed("asyncpg query")
+            _record(state, self._query, args, kwargs, many, duration, caller, started)
         if duration >= explain.over and not many:
             await _explain(state, self._connection, self._query, args)
         return result

@@ -32,7 +32,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -86,7 +86,6 @@ class Plan:
     explain_ms: float = 0.0
     #: Why there is no plan ("" when there is one).
     error: str = ""
-    raw: Any = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         found: dict[str, Any] = {
@@ -196,21 +195,14 @@ async def explain_asyncpg(key: str, connection: Any, sql: str, args: tuple[Any, 
             if names:
                 rows = await connection.fetch(_PG_SIZES_PARAM, names)
                 sizes = {r[0]: r[1] for r in rows}
-        plan = Plan("postgresql", lines, _sized(scans, sizes), raw=document)
+        plan = Plan("postgresql", lines, _sized(scans, sizes))
     except Exception as error:
         plan = Plan("postgresql", error=f"EXPLAIN failed: {type(error).__name__}: {error}"[:300])
     return _store(key, plan, started)
 
 
 def _store(key: str, plan: Plan, started: float) -> Plan:
-    plan = Plan(
-        plan.database,
-        plan.lines,
-        plan.scans,
-        (_clock() - started) * 1000,
-        plan.error,
-        plan.raw,
-    )
+    plan = replace(plan, explain_ms=(_clock() - started) * 1000)
     plans[key] = plan
     return plan
 
@@ -255,7 +247,7 @@ def _postgres_dbapi(connection: Any, sql: str, params: Any, in_transaction: bool
                 cursor.execute(f"RELEASE SAVEPOINT {SAVEPOINT}")
     finally:
         cursor.close()
-    return Plan("postgresql", lines, _sized(scans, sizes), raw=document)
+    return Plan("postgresql", lines, _sized(scans, sizes))
 
 
 def _sqlite_dbapi(connection: Any, sql: str, params: Any) -> Plan:
@@ -282,7 +274,7 @@ def _sqlite_dbapi(connection: Any, sql: str, params: Any) -> Plan:
             scans.append(SeqScan(table, size, tuple(c for c in where if c.lower() in columns)))
     finally:
         cursor.close()
-    return Plan("sqlite", lines, tuple(scans), raw=rows)
+    return Plan("sqlite", lines, tuple(scans))
 
 
 # --- reading plans -------------------------------------------------------------------------
