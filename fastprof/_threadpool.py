@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
-from fastprof._context import current_capture, current_request
+from fastprof._context import current_capture, current_request, current_sampled
 from fastprof._frames import stack_below
 from fastprof.model import is_library_file
 
@@ -41,7 +41,12 @@ _original_to_thread: Any = None
 
 def _prepare(func: Callable[..., Any], caller: FrameType, pool: str) -> Callable[..., Any]:
     code = _code_of(func)
-    capture = current_capture.get()
+    capture: Any = current_capture.get()
+    if capture is None:
+        # A request the continuous sampler finds by itself has no capture until it needs one.
+        sampled = current_sampled.get()
+        if sampled is not None:
+            capture = sampled.backend.sampler.passive_capture(caller)
     if capture is not None:
         try:
             func = capture.wrap_thread(func, stack_below(capture.anchor, caller))

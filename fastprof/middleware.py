@@ -27,18 +27,25 @@ import ipaddress
 import logging
 import random
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fastprof import _threadpool
-from fastprof._context import current_capture, current_request
+from fastprof._context import current_capture, current_request, current_sampled
 from fastprof.backends import Backend, make_backend
 from fastprof.backends.base import Capture, TreeSource
-from fastprof.backends.continuous import ContinuousBackend, Sample, SampledCapture, samples_into
+from fastprof.backends.continuous import (
+    ContinuousBackend,
+    Sample,
+    SampledCapture,
+    Sampler,
+    samples_into,
+)
 from fastprof.config import MiddlewareConfig
 from fastprof.detectors import Detector
 from fastprof.findings import Finding
@@ -50,6 +57,9 @@ from fastprof.recorder import TrafficRecorder
 from fastprof.store import ProfileStore
 
 logger = logging.getLogger("fastprof")
+
+_get_ident = threading.get_ident
+_MAIN = threading.main_thread().ident
 
 PROFILE_HEADER = b"x-fastprof-profile"
 
@@ -203,6 +213,10 @@ class FastprofMiddleware:
         self.sample_backend: Backend = (
             self.backend if backend is not None else ContinuousBackend(interval=interval)
         )
+        #: The process's sampler, when there is one; ``_passive``: it finds this middleware's
+        #: continuous requests by itself (see ``SampledRequest``), decided on the first.
+        self._ticker = Sampler.shared()  # the one ContinuousBackend uses
+        self._passive = False
         self._route_trees: dict[str, CallTree] = {}
         self._route_samples: dict[str, list[Sample]] = {}
         self._hooked = False
@@ -282,19 +296,29 @@ class FastprofMiddleware:
         started_at = time.time() if self._timing else 0.0
         started = time.perf_counter()
         capture: SampledCapture | None = None
-        capture_token = None
+        capture_token = sampled_token = None
+        response: _Response | None = None
         if trigger is not None:
             try:
                 assert self.sampler is not None
-                if not self._hooked:  # held until close(): every request would take it
-                    _threadpool.acquire()
-                    self._hooked = True
-                capture = self.sampler.start(sys._getframe(), is_async=True)
-                capture_token = current_capture.set(capture)
+                if not self._hooked:
+                    self._hook(passive=True)
+                if (
+                    self._passive
+                    and _get_ident() == _MAIN
+                    and (self._ticker.armed or self._ticker.wake_passive())
+                ):
+                    # No registration: the sampler finds the request in its context.
+                    sampled = response = _SampledResponse(send, self.sampler, started)
+                    sampled_token = current_sampled.set(sampled)
+                else:
+                    capture = self.sampler.start(sys._getframe(), is_async=True)
+                    capture_token = current_capture.set(capture)
             except Exception:
                 logger.exception("fastprof: starting the capture failed; the request continues")
                 capture = None
-        response = _Response(send)
+        if response is None:
+            response = _Response(send)
         error: BaseException | None = None
         try:
             await self.app(scope, receive, response.send)
@@ -305,11 +329,24 @@ class FastprofMiddleware:
             duration = time.perf_counter() - started
             if capture_token is not None:
                 current_capture.reset(capture_token)
+            elif sampled_token is not None:
+                current_sampled.reset(sampled_token)
+                found = sampled.capture
+                sampled.capture = False  # ended: no tick may start a capture now
+                capture = found if found is not False else None
             try:
                 status = response.status or (500 if error is not None else 0)
                 route = None
                 if self._timing:
                     route = self._record(scope, None, status, response.nbytes, duration, started_at)
+                if (
+                    capture is None
+                    and sampled_token is not None
+                    and (self._slow is not None or status >= 500 or error is not None)
+                ):
+                    # Kept for being slow or failing, with no sample taken: an empty tree.
+                    assert self.sampler is not None
+                    capture = SampledCapture.unregistered(self.sampler, None, started)
                 if capture is not None:
                     samples = capture.detach()
                     # Most requests have no sample and are neither slow nor failed.
@@ -333,6 +370,16 @@ class FastprofMiddleware:
                 # The anchor is this very frame, and the frame holds the capture: left as is,
                 # the cycle makes CPython keep every frame of the request alive for the GC.
                 capture.anchor = None
+
+    def _hook(self, *, passive: bool) -> None:
+        """Install what the continuous mode needs once, held until close(): every request
+        would take it otherwise. ``passive``: requests the sampler finds by itself, if it can."""
+        _threadpool.acquire()
+        self._hooked = True
+        if passive and self.sampler is not None:
+            self._passive = self._ticker.add_passive(
+                FastprofMiddleware.__call__.__code__, self.sampler.in_use
+            )
 
     def _trigger(self, scope: Scope) -> Trigger | None:
         """Why this request is captured (None: it is not), in order of precedence."""
@@ -402,9 +449,8 @@ class FastprofMiddleware:
                     request_token = current_request.set(state)
                 if trigger == "continuous":
                     assert self.sampler is not None
-                    if not self._hooked:  # held until close(): every request would take it
-                        _threadpool.acquire()
-                        self._hooked = True
+                    if not self._hooked:
+                        self._hook(passive=False)
                     capture = self.sampler.start(sys._getframe(), is_async=True)
                 elif trigger is not None:
                     chosen = self.sample_backend if trigger == "sample" else self.backend
@@ -755,6 +801,9 @@ class FastprofMiddleware:
         if self._hooked:
             self._hooked = False
             _threadpool.release()
+            if self._passive and self.sampler is not None:
+                self._passive = False
+                self._ticker.remove_passive(self.sampler.in_use)
         self.backend.close()
         if self.sample_backend is not self.backend:
             self.sample_backend.close()
@@ -789,6 +838,22 @@ class _Response:
         elif kind == "http.response.start":
             self.status = message["status"]
         return self._send(message)
+
+
+class _SampledResponse(_Response):
+    """A :class:`_Response` that is also a request the continuous sampler finds by itself
+    (:class:`~fastprof.backends.continuous.SampledRequest`)."""
+
+    __slots__ = ("backend", "capture", "started")
+
+    def __init__(self, send: Send, backend: ContinuousBackend, started: float) -> None:
+        # Every request of the continuous mode builds one: no super().__init__() call.
+        self._send = send
+        self.status = 0
+        self.nbytes = 0
+        self.backend = backend
+        self.started = started
+        self.capture: SampledCapture | Literal[False] | None = None
 
 
 class _MarkedResponse(_Response):

@@ -29,9 +29,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from types import CodeType, FrameType
-from typing import Any, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
-from fastprof._context import current_capture
+from fastprof._context import current_capture, current_sampled, task_context
 from fastprof._frames import code_key
 from fastprof.backends.base import Backend, Capture, TreeSource
 from fastprof.model import CallTree, FrameKey
@@ -45,8 +45,27 @@ MAX_AWAIT_SAMPLES = 4
 #: second before it disarms, and a new capture brings the interval back at once).
 IDLE_DELAY = 0.1
 
+#: Tasks one tick looks through for a request in flight, when the few it drew had none.
+MAX_TASKS_SCANNED = 256
+
 # One sample: (weight in seconds, frame-key prefix, code objects outermost first, awaiting)
 Sample = tuple[float, tuple[FrameKey, ...], tuple[CodeType, ...], bool]
+
+
+class SampledRequest(Protocol):
+    """A request the sampler finds by itself: no registration, so it costs its request a
+    context variable and nothing else (``FastprofMiddleware``'s continuous mode, when the
+    timer ticks by signal on the loop's thread).
+
+    The request sets ``fastprof._context.current_sampled`` to this object for as long as it
+    runs. A tick finds the running request in the context it interrupted, and suspended ones in
+    their tasks' contexts; the first sample creates ``capture`` (:meth:`Sampler.promote`), and
+    the request sets ``capture`` to False when it ends, so that no tick starts one after.
+    """
+
+    capture: SampledCapture | Literal[False] | None
+    backend: ContinuousBackend
+    started: float
 
 
 class ContinuousBackend(Backend):
@@ -93,6 +112,24 @@ class SampledCapture(Capture):
         self.task = task = sampler.add_task(self)
         # Outside async code (a sync profile() block on any thread) the thread is sampled.
         self.thread = sampler.add_thread(self, (), anchor) if task is None else None
+
+    @classmethod
+    def unregistered(
+        cls, backend: ContinuousBackend, anchor: FrameType | None, started: float
+    ) -> SampledCapture:
+        """A capture for a request the sampler finds by itself (see :class:`SampledRequest`):
+        nothing is registered, so :meth:`detach` only hands the samples over."""
+        capture = cls.__new__(cls)
+        capture.anchor = anchor
+        capture.sampler = backend.sampler
+        capture.samples = None
+        capture.in_threads = 0
+        capture.interval = backend.interval
+        capture.in_use = backend.in_use
+        capture.started = started
+        capture.task = None
+        capture.thread = None
+        return capture
 
     def add(self, sample: Sample) -> None:
         """Called by the sampler."""
@@ -230,6 +267,14 @@ class Sampler:
         rng = random.Random()
         self._random = rng.random
         self._sample_of = rng.sample
+        #: Holders of passive requests (:class:`SampledRequest`), and the code of the frame a
+        #: passive request's samples start below (the middleware's ``__call__``).
+        self._passive = 0
+        self._passive_intervals: list[float] = []
+        self._anchor_codes: frozenset[CodeType] = frozenset()
+        #: True while the signal timer ticks at its interval: passive requests read it to
+        #: know whether to wake it (:meth:`wake_passive`).
+        self.armed = False
 
     # -- registration (called on the loop thread / worker threads) ---------------------------
     def add_task(self, capture: SampledCapture) -> Any:
@@ -298,6 +343,83 @@ class Sampler:
         if used:
             self.interval = min(used)
 
+    # -- passive requests (SampledRequest) ----------------------------------------------------
+    def add_passive(self, anchor_code: CodeType, in_use: InUse) -> bool:
+        """Let the sampler find requests by itself from now on (until :meth:`remove_passive`):
+        True when it can - it ticks by signal on this thread, the main one. False: register
+        each request instead (``ContinuousBackend.start``)."""
+        with self._lock:
+            if threading.current_thread() is not threading.main_thread():
+                return False
+            if self._mode == "thread" or (self._mode is None and not _can_use_sigalrm()):
+                return False
+            self._anchor_codes = self._anchor_codes | {anchor_code}
+            self._passive += 1
+            self._passive_intervals.append(in_use.interval)
+            in_use.count += 1  # held: the timer follows this interval while traffic flows
+            if in_use.count == 1:
+                self._retick()
+            return True
+
+    def remove_passive(self, in_use: InUse) -> None:
+        with self._lock:
+            if in_use.interval in self._passive_intervals:
+                self._passive -= 1
+                self._passive_intervals.remove(in_use.interval)
+                in_use.count -= 1
+                if in_use.count <= 0:
+                    self._retick()
+
+    def wake_passive(self) -> bool:
+        """A passive request found the timer stopped or idling: tick at the interval again.
+        False when the sampler now ticks from a thread, where passive requests are not seen
+        (the request registers instead)."""
+        if self._mode is None:
+            self._start()
+        elif self._idle_since is not None:
+            self._wake()
+        return self._mode == "signal"
+
+    def promote(self, request: SampledRequest, anchor: FrameType | None) -> SampledCapture:
+        """The capture of a passive request, created when it is first needed."""
+        capture = SampledCapture.unregistered(request.backend, anchor, request.started)
+        request.capture = capture
+        return capture
+
+    def passive_capture(self, caller: FrameType | None) -> SampledCapture | None:
+        """The capture of the passive request running here (None: none is), for the thread
+        hook: work handed to a worker thread is sampled there (``wrap_thread``)."""
+        request = current_sampled.get()
+        if request is None or request.capture is False:
+            return None
+        capture = request.capture
+        if capture is None:
+            capture = self.promote(request, self._anchor_on_stack(caller))
+        return capture
+
+    def _anchor_on_stack(self, frame: FrameType | None) -> FrameType | None:
+        codes = self._anchor_codes
+        while frame is not None:
+            if frame.f_code in codes:
+                return frame
+            frame = frame.f_back
+        return None
+
+    def _anchor_in_chain(self, task: Any) -> FrameType | None:
+        codes = self._anchor_codes
+        found = None
+        awaitable = task.get_coro()
+        while awaitable is not None:
+            code = getattr(awaitable, "cr_code", None) or getattr(awaitable, "gi_code", None)
+            if code is None:
+                break
+            if code in codes:  # the innermost middleware's: its request is in the context
+                found = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)
+            awaitable = getattr(awaitable, "cr_await", None) or getattr(
+                awaitable, "gi_yieldfrom", None
+            )
+        return found
+
     def add_thread(
         self, capture: SampledCapture, prefix: tuple[FrameKey, ...], anchor: FrameType | None
     ) -> int:
@@ -349,6 +471,7 @@ class Sampler:
                 signal.signal(signal.SIGALRM, self._on_signal)
                 signal.setitimer(signal.ITIMER_REAL, self._next_delay())
                 self._mode = "signal"
+                self.armed = True
                 return
             self._stopping = False
             self._mode = "thread"
@@ -370,6 +493,7 @@ class Sampler:
             self._idle_since = None
             self._last = time.perf_counter()  # the next tick's gap starts now, not at the last
             signal.setitimer(signal.ITIMER_REAL, self._next_delay())
+            self.armed = True
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop sampling now (it also stops by itself after a second with nothing to do)."""
@@ -383,6 +507,7 @@ class Sampler:
 
     def _disarm(self) -> None:
         signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        self.armed = False
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGALRM, signal.SIG_DFL)
         # else: the handler stays installed but no timer fires it; the next start re-arms
@@ -397,17 +522,22 @@ class Sampler:
         # pause (the timer was re-armed, the process stopped): don't charge it.
         if gap > max(20 * self.interval, 0.05):
             gap = self.interval
-        if self._tasks or self._threads:
-            self._idle_since = None
+        if self._tasks or self._threads or self._passive:
             # Never let the sampler fail loudly: a bad tick is a lost sample. (A try, not
             # contextlib.suppress: the context manager's two calls cost every tick.)
             try:
-                self.sample(gap, main_frame)
+                seen = self.sample(gap, main_frame)
             except Exception:
                 return True
-            return True
+            if seen is None and self._idle_since is None:
+                return True  # no passive request looked at this tick: nothing learnt
+            if seen or self._tasks or self._threads:
+                self._idle_since = None
+                self.armed = self._mode == "signal"
+                return True
         if self._idle_since is None:
             self._idle_since = now
+            self.armed = False
         return now - self._idle_since <= 1.0
 
     def _next_delay(self) -> float:
@@ -438,7 +568,7 @@ class Sampler:
                     self._mode = None
                     return
 
-    def sample(self, gap: float, main_frame: FrameType | None = None) -> None:
+    def sample(self, gap: float, main_frame: FrameType | None = None) -> bool | None:
         """One tick, ``gap`` seconds after the previous one: sample the registered captures.
 
         The timer ticks at the finest interval registered. A capture with a coarser interval
@@ -447,15 +577,18 @@ class Sampler:
         capture's tree estimates its time without bias at its own rate. ``main_frame``: the
         main thread's frame as a signal handler sees it (the handler's own frames are on top of
         the main thread's stack in ``sys._current_frames()``).
+
+        Returns whether a passive request (:class:`SampledRequest`) was in flight, or None when
+        this tick did not look for them.
         """
         self.ticks += 1
         chance = self._random
 
-        def weight(capture: SampledCapture) -> float:
-            """The sample's weight, or 0.0 when this tick skips the capture."""
-            if gap >= capture.interval:
+        def weight(interval: float) -> float:
+            """The sample's weight at ``interval``, or 0.0 when this tick skips it."""
+            if gap >= interval:
                 return gap
-            return capture.interval if chance() * capture.interval < gap else 0.0
+            return interval if chance() * interval < gap else 0.0
 
         frames = sys._current_frames()
         if main_frame is not None:
@@ -482,7 +615,7 @@ class Sampler:
                 continue
             running.add(task)
             busy.add(capture)
-            w = weight(capture)
+            w = weight(capture.interval)
             if w:
                 codes = _walk(frame, capture.anchor, task_root=True)
                 if codes is not None:
@@ -492,7 +625,7 @@ class Sampler:
             if frame is None:
                 continue
             for capture, prefix, anchor in list(entries):
-                w = weight(capture)
+                w = weight(capture.interval)
                 if w:
                     codes = _walk(frame, anchor)
                     if codes is not None:
@@ -512,11 +645,88 @@ class Sampler:
             scale = len(suspended) / MAX_AWAIT_SAMPLES
             suspended = self._sample_of(suspended, MAX_AWAIT_SAMPLES)
         for task, capture in suspended:
-            w = weight(capture)
+            w = weight(capture.interval)
             if w:
                 codes = _awaiting(task, capture.anchor)
                 if codes:
                     capture.add((w * scale, (), codes, True))
+        if not self._passive or main_frame is None:
+            return None
+        return self._sample_passive(gap, weight, main_frame, running, busy)
+
+    def _sample_passive(
+        self,
+        gap: float,
+        weight: Callable[[float], float],
+        main_frame: FrameType,
+        running: set[Any],
+        busy: set[SampledCapture],
+    ) -> bool | None:
+        """Sample the passive requests (:class:`SampledRequest`) of the main thread's loop: the
+        one running now, from the context this signal interrupted, and a few suspended ones,
+        from their tasks' contexts. Whether one was in flight (None: not looked at)."""
+        seen = False
+        loop = _get_running_loop()
+        current = _current_task(loop) if loop is not None else None
+        request = current_sampled.get()
+        if request is not None and request.capture is not False and current not in running:
+            seen = True
+            w = weight(request.backend.interval)
+            if w:
+                capture = request.capture
+                if capture is None:
+                    capture = self.promote(request, self._anchor_on_stack(main_frame))
+                codes = _walk(main_frame, capture.anchor, task_root=True)
+                if codes is not None:
+                    capture.add((w, (), codes, False))
+                busy.add(capture)
+        if loop is None:
+            return seen
+        # Whether to look at all: at the finest passive interval (one interval, as usual).
+        # Below, a request at a coarser one is then drawn with the conditional chance, so that
+        # its overall chance stays gap / interval.
+        fine = min(self._passive_intervals)
+        if not weight(fine):
+            return seen or None
+
+        def drawn_weight(interval: float) -> float:
+            if gap >= fine or interval == fine:
+                return weight(interval) if interval != fine else max(gap, fine)
+            return interval if self._random() * interval < fine else 0.0
+
+        registered = self._tasks
+        tasks = [t for t in asyncio.all_tasks(loop) if t is not current and t not in registered]
+        if not tasks:
+            return seen
+        # As for registered requests: a random few, each weighted up by n/k (unbiased); the
+        # tasks that turn out not to be requests are draws spent on nothing.
+        drawn = self._sample_of(tasks, min(MAX_AWAIT_SAMPLES, len(tasks)))
+        scale = len(tasks) / len(drawn)
+        for task in drawn:
+            context = task_context(task)
+            request = context.get(current_sampled) if context is not None else None
+            if request is None or request.capture is False:
+                continue
+            seen = True
+            capture = request.capture
+            if capture is not None and (capture.in_threads or capture in busy):
+                continue  # its worker thread was sampled, or it runs right now
+            w = drawn_weight(request.backend.interval)
+            if not w:
+                continue
+            if capture is None:
+                capture = self.promote(request, self._anchor_in_chain(task))
+            codes = _awaiting(task, capture.anchor)
+            if codes:
+                capture.add((w * scale, (), codes, True))
+        if not seen:
+            # None of the few drawn was a request: make sure, before the timer slows down.
+            for task in tasks[:MAX_TASKS_SCANNED]:
+                context = task_context(task)
+                request = context.get(current_sampled) if context is not None else None
+                if request is not None and request.capture is not False:
+                    return True
+        return seen
 
 
 _atexit_registered: set[int] = set()
@@ -579,6 +789,7 @@ def _keep_sigalrm_off_this_thread() -> None:
 
 _get_ident = threading.get_ident
 _current_task = asyncio.current_task
+_get_running_loop = asyncio._get_running_loop
 _TASK_STEP = asyncio.events.Handle._run.__code__
 _MAIN = threading.main_thread().ident
 

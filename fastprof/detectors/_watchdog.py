@@ -38,12 +38,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from contextvars import Context
 from dataclasses import dataclass, field
 from types import CodeType, FrameType
 from typing import Any
 
-from fastprof._context import current_request
+from fastprof._context import current_request, task_context
 from fastprof.findings import is_user_file
 from fastprof.record import RequestState
 
@@ -101,11 +100,7 @@ def _share(part: float, whole: float) -> float:
 
 def _context_state(task: asyncio.Task[Any]) -> RequestState | None:
     """The request in ``task``'s context (``current_request``), read from another thread."""
-    get_context = getattr(task, "get_context", None)  # Python 3.12+
-    context: Any = get_context() if get_context is not None else None
-    if context is None:
-        # 3.11: a C task's context is not exposed, but it is the first Context it references.
-        context = next((r for r in gc.get_referents(task) if isinstance(r, Context)), None)
+    context = task_context(task)
     return context.get(current_request) if context is not None else None
 
 

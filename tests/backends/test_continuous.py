@@ -166,3 +166,180 @@ async def test_the_idle_timer_slows_down_and_wakes_for_a_new_capture() -> None:
     assert 0 < signal.getitimer(signal.ITIMER_REAL)[0] <= 0.0015 + 1e-9
     second.detach()
     sampler.stop()
+
+
+# -- requests the sampler finds by itself (SampledRequest) -------------------------------------
+
+
+def _split_app(registered: list[int]) -> FastAPI:
+    app = FastAPI()
+
+    async def wait_for_db() -> None:
+        await asyncio.sleep(0.03)
+
+    @app.get("/split")
+    async def split() -> dict[str, int]:
+        registered.append(len(Sampler.shared()._tasks))
+        seventy()
+        thirty()
+        await wait_for_db()
+        return {}
+
+    @app.get("/sync")
+    def sync_route() -> dict[str, int]:
+        burn(0.05)
+        return {}
+
+    return app
+
+
+async def test_on_the_main_thread_requests_are_found_without_registering() -> None:
+    """The production case (uvicorn's loop on the main thread): nothing is registered per
+    request, and running, awaiting and worker-thread time are all sampled."""
+    registered: list[int] = []
+    app = _split_app(registered)
+    mw = FastprofMiddleware(app, backend="continuous", continuous_interval=0.001)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=mw), base_url="http://t"
+        ) as client:
+            await asyncio.gather(*(client.get("/split") for _ in range(20)))
+            for _ in range(3):
+                await client.get("/sync")
+        if not mw._passive:
+            pytest.skip("the signal timer is not available here")
+        assert registered and set(registered) == {0}
+        tree = mw.route_trees["GET /split"]
+        assert tree.find("seventy") and tree.find("thirty")
+        assert tree.find("wait_for_db")
+        assert tree.find("sleep")[0].await_time > 0  # suspended requests, in their await
+        sync_tree = mw.route_trees["GET /sync"]
+        (node,) = sync_tree.find("sync_route")
+        assert sync_tree.find("burn")  # the worker thread's samples, under the endpoint
+        assert node.total >= 0.05
+    finally:
+        mw.close()
+    assert Sampler.shared()._passive == 0
+
+
+def test_off_the_main_thread_requests_register() -> None:
+    """TestClient runs the app in a thread of its own: the signal handler cannot see that
+    loop, so each request registers with the sampler as before, and is sampled."""
+    from starlette.testclient import TestClient
+
+    registered: list[int] = []
+    app = _split_app(registered)
+    mw = FastprofMiddleware(app, backend="continuous", continuous_interval=0.001)
+    try:
+        with TestClient(mw) as client:
+            client.get("/split")
+            for _ in range(3):
+                client.get("/sync")
+        assert not mw._passive
+        assert registered and min(registered) >= 1
+        # (a sampler thread gets few ticks next to a busy loop: the worker's 150 ms are judged)
+        assert mw.route_trees["GET /sync"].find("burn")
+    finally:
+        mw.close()
+
+
+async def test_a_slow_or_failed_request_without_samples_is_still_kept() -> None:
+    app = FastAPI()
+
+    @app.get("/fails")
+    async def fails() -> None:
+        raise RuntimeError("boom")
+
+    @app.get("/fine")
+    async def fine() -> dict[str, int]:
+        return {}
+
+    # An interval no request lives to see: no sample is ever taken.
+    mw = FastprofMiddleware(app, backend="continuous", continuous_interval=0.9, slow_ms=0)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=mw, raise_app_exceptions=False),
+            base_url="http://t",
+        ) as client:
+            assert (await client.get("/fine")).status_code == 200
+            assert (await client.get("/fails")).status_code == 500
+        kept = {(p.route, p.trigger) for p in mw.store.profiles}
+        assert kept == {("/fine", "slow"), ("/fails", "slow")}
+        errors = [p for p in mw.store.profiles if p.route == "/fails"]
+        assert errors[0].error == "RuntimeError"
+    finally:
+        mw.close()
+
+
+async def test_the_timer_idles_without_traffic_and_a_request_wakes_it() -> None:
+    from fastprof.backends.continuous import IDLE_DELAY
+
+    app = FastAPI()
+
+    @app.get("/")
+    async def root() -> dict[str, int]:
+        return {}
+
+    mw = FastprofMiddleware(app, backend="continuous", continuous_interval=0.002)
+    sampler = Sampler.shared()
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=mw), base_url="http://t"
+        ) as client:
+            await client.get("/")
+            if not mw._passive:
+                pytest.skip("the signal timer is not available here")
+            deadline = time.time() + 2
+            while sampler.armed and time.time() < deadline:
+                await asyncio.sleep(0.005)
+            assert not sampler.armed  # no request in flight: the timer slowed down
+            assert IDLE_DELAY > 0.002
+            await client.get("/")
+            assert sampler.armed or sampler._idle_since is not None  # woken, then idle again
+            await asyncio.sleep(1.5)
+            assert sampler._mode is None  # and stopped after a second of nothing
+            await client.get("/")
+            assert sampler._mode == "signal"
+    finally:
+        mw.close()
+
+
+@pytest.mark.parametrize("where", ["wake", "promote", "settle"])
+async def test_a_failure_of_the_passive_path_never_fails_the_request(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, where: str
+) -> None:
+    import logging
+
+    app = FastAPI()
+
+    @app.get("/work")
+    async def work() -> dict[str, str]:
+        burn(0.02)
+        await asyncio.sleep(0.01)
+        return {"ok": "yes"}
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("injected failure")
+
+    mw = FastprofMiddleware(app, backend="continuous", continuous_interval=0.001, slow_ms=0)
+    sampler = Sampler.shared()
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=mw), base_url="http://t"
+        ) as client:
+            assert (await client.get("/work")).json() == {"ok": "yes"}
+            if not mw._passive:
+                pytest.skip("the signal timer is not available here")
+            sampler.stop()  # the next request must wake it
+            target = {"wake": (sampler, "wake_passive"), "promote": (sampler, "promote")}
+            owner, name = target.get(where, (mw, "_settle"))
+            monkeypatch.setattr(owner, name, broken)
+            with caplog.at_level(logging.ERROR, logger="fastprof"):
+                response = await client.get("/work")
+        assert response.status_code == 200 and response.json() == {"ok": "yes"}
+        if where != "promote":  # a tick that fails loses its sample, silently
+            assert "injected failure" in caplog.text
+            assert "the request continues" in caplog.text
+    finally:
+        monkeypatch.undo()
+        mw.close()
