@@ -58,6 +58,13 @@ from fastprof.store import ProfileStore
 
 logger = logging.getLogger("fastprof")
 
+_time = time.time
+_perf_counter = time.perf_counter
+#: ``FastprofMiddleware._only``: every HTTP request is served for timing alone, or for the
+#: continuous sampler alone (which then finds requests by itself).
+_TIMING = 1
+_SAMPLED = 2
+
 _get_ident = threading.get_ident
 _MAIN = threading.main_thread().ident
 
@@ -104,6 +111,38 @@ class FastprofMiddleware:
         ``middleware.metrics.registry`` with your own exporter).
     :param enabled: False makes the middleware a pass-through.
     """
+
+    # What every request reads, as slots: a plain instance with this many attributes keeps
+    # them in a dictionary, and each read was a lookup (bench/hotpath.py). The rest, and
+    # anything a test patches, live in __dict__.
+    __slots__ = (
+        "__dict__",
+        "_active",
+        "_add_request",
+        "_always",
+        "_fixed",
+        "_fixed_trigger",
+        "_header",
+        "_hooked",
+        "_keep_errors",
+        "_lean",
+        "_metrics_path",
+        "_on_request",
+        "_only",
+        "_passive",
+        "_paths",
+        "_plain",
+        "_query",
+        "_random",
+        "_rate",
+        "_slow",
+        "_ticker",
+        "_timing",
+        "_token",
+        "app",
+        "sampler",
+        "store",
+    )
 
     def __init__(
         self,
@@ -259,8 +298,72 @@ class FastprofMiddleware:
             and self._metrics_path is None
             and (self._always or self.sampler is not None)
         )
+        #: _TIMING or _SAMPLED when __call__ serves every HTTP request with one block (0: no).
+        self._only = _TIMING if self._plain and self._timing and self.sampler is None else 0
+        store_type = type(self.store)
+        self._add_request: Callable[[tuple[Any, ...]], None] = (
+            self.store.raw_requests.append  # what add_request does, one Python call less
+            if store_type.add_request is ProfileStore.add_request
+            else self.store.add_request
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        only = self._only
+        if only and scope["type"] == "http":
+            # The two modes that run on every request of a busy server, each served by a
+            # block of its own with nothing else to decide (bench/hotpath.py, docs/performance.md).
+            if only is _TIMING:
+                started_at = _time()
+                started = _perf_counter()
+                timed = _Response(send)
+                try:
+                    await self.app(scope, receive, timed.send)
+                except BaseException:
+                    self._record_failed(scope, timed, started, started_at)
+                    raise
+                duration = _perf_counter() - started
+                try:  # _record, inlined
+                    found = scope.get("route")
+                    route = getattr(found, "path", None)
+                    if route.__class__ is not str or scope.get("root_path"):
+                        route = _route_template(scope)
+                    # A plain tuple: see ProfileStore.raw_requests.
+                    raw = (
+                        scope["method"],
+                        route,
+                        scope["path"],
+                        timed.status,
+                        duration,
+                        timed.nbytes,
+                        started_at,
+                        0,
+                        0.0,
+                        0,
+                    )
+                    self._add_request(raw)
+                    if self._on_request is not None:
+                        self._on_request(_new_record(RequestRecord, raw))
+                except Exception:
+                    logger.exception("fastprof: recording the request failed; it continues")
+                return
+            if _get_ident() == _MAIN and (self._ticker.armed or self._wake_sampler()):
+                # The continuous sampler finds this request by itself: one context variable.
+                # (_only is _SAMPLED only when there is a sampler.)
+                started = _perf_counter()
+                sampled = _SampledResponse(send, self.sampler)  # type: ignore[arg-type]
+                token = current_sampled.set(sampled)
+                try:
+                    await self.app(scope, receive, sampled.send)
+                except BaseException as exc:
+                    current_sampled.reset(token)
+                    self._end_sampled(scope, sampled, started, exc)
+                    raise
+                current_sampled.reset(token)
+                if sampled.capture is not None or sampled.status >= 500 or self._slow is not None:
+                    self._end_sampled(scope, sampled, started, None)
+                else:
+                    sampled.capture = False
+                return
         if self._plain and scope["type"] == "http":
             trigger = self._fixed_trigger
         else:
@@ -309,7 +412,7 @@ class FastprofMiddleware:
                     and (self._ticker.armed or self._ticker.wake_passive())
                 ):
                     # No registration: the sampler finds the request in its context.
-                    sampled = response = _SampledResponse(send, self.sampler, started)
+                    sampled = response = _SampledResponse(send, self.sampler)
                     sampled_token = current_sampled.set(sampled)
                 else:
                     capture = self.sampler.start(sys._getframe(), is_async=True)
@@ -380,6 +483,66 @@ class FastprofMiddleware:
             self._passive = self._ticker.add_passive(
                 FastprofMiddleware.__call__.__code__, self.sampler.in_use
             )
+            if self._passive and self._plain and not self._timing:
+                self._only = _SAMPLED
+
+    def _wake_sampler(self) -> bool:
+        """Start or wake the sampler's timer; False (the request registers) if it cannot."""
+        try:
+            return self._ticker.wake_passive()
+        except Exception:
+            logger.exception("fastprof: waking the sampler failed; the request continues")
+            return False
+
+    def _end_sampled(
+        self,
+        scope: Scope,
+        sampled: _SampledResponse,
+        started: float,
+        error: BaseException | None,
+    ) -> None:
+        """A continuous request the sampler found by itself ended with a sample, a 5xx, an
+        exception, or with ``slow_ms`` set: its samples to the route, its profile if kept."""
+        duration = _perf_counter() - started
+        found = sampled.capture
+        sampled.capture = False  # ended: no tick may start a capture now
+        capture = found if found is not False else None
+        try:
+            status = sampled.status or (500 if error is not None else 0)
+            if capture is None:
+                if not (self._slow is not None or status >= 500 or error is not None):
+                    return
+                assert self.sampler is not None
+                capture = SampledCapture.unregistered(self.sampler, None, started)
+            samples = capture.detach()
+            self._settle(
+                scope,
+                None,
+                capture,
+                samples,
+                status,
+                sampled,
+                duration,
+                time.time() - duration,
+                error,
+                None,
+                None,
+            )
+        except Exception:
+            logger.exception("fastprof: finishing the capture failed; the request continues")
+        finally:
+            if capture is not None:
+                capture.anchor = None  # the anchor frame holds the capture: no cycle left
+
+    def _record_failed(
+        self, scope: Scope, response: _Response, started: float, started_at: float
+    ) -> None:
+        """The timing mode's record of a request whose app raised."""
+        duration = _perf_counter() - started
+        try:
+            self._record(scope, None, response.status or 500, response.nbytes, duration, started_at)
+        except Exception:
+            logger.exception("fastprof: recording the request failed; it continues")
 
     def _trigger(self, scope: Scope) -> Trigger | None:
         """Why this request is captured (None: it is not), in order of precedence."""
@@ -582,25 +745,23 @@ class FastprofMiddleware:
         """Record the request's timing; returns its route template."""
         if route is None:
             route = _route_template(scope)
-        # tuple.__new__ directly: RequestRecord's generated __new__ is a Python call
-        record = _new_record(
-            RequestRecord,
-            (
-                scope["method"],
-                route,
-                scope["path"],
-                status,
-                duration,
-                nbytes,
-                started_at,
-                len(state.queries) if state is not None else 0,
-                state.blocked if state is not None else 0.0,
-                len(findings) if findings else 0,
-            ),
+        # A plain tuple for the store (see ProfileStore.raw_requests)
+        raw = (
+            scope["method"],
+            route,
+            scope["path"],
+            status,
+            duration,
+            nbytes,
+            started_at,
+            len(state.queries) if state is not None else 0,
+            state.blocked if state is not None else 0.0,
+            len(findings) if findings else 0,
         )
-        self.store.add_request(record)
+        self._add_request(raw)
         if self._on_request is not None:
-            self._on_request(record)
+            # tuple.__new__ directly: RequestRecord's generated __new__ is a Python call
+            self._on_request(_new_record(RequestRecord, raw))
         return route
 
     def _settle(
@@ -844,15 +1005,14 @@ class _SampledResponse(_Response):
     """A :class:`_Response` that is also a request the continuous sampler finds by itself
     (:class:`~fastprof.backends.continuous.SampledRequest`)."""
 
-    __slots__ = ("backend", "capture", "started")
+    __slots__ = ("backend", "capture")
 
-    def __init__(self, send: Send, backend: ContinuousBackend, started: float) -> None:
+    def __init__(self, send: Send, backend: ContinuousBackend) -> None:
         # Every request of the continuous mode builds one: no super().__init__() call.
         self._send = send
         self.status = 0
         self.nbytes = 0
         self.backend = backend
-        self.started = started
         self.capture: SampledCapture | Literal[False] | None = None
 
 

@@ -12,9 +12,9 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from fastprof._writer import BackgroundWriter
 from fastprof.findings import Finding
@@ -24,6 +24,35 @@ from fastprof.record import ProfileRecord, RequestRecord
 logger = logging.getLogger("fastprof")
 
 SUFFIX = ".fastprof.json"
+
+
+class RequestLog(Sequence[RequestRecord]):
+    """The store's request timings as :class:`RequestRecord` objects, made when read."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: deque[tuple[Any, ...]]) -> None:
+        self._raw = raw
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    @overload
+    def __getitem__(self, index: int) -> RequestRecord: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[RequestRecord]: ...
+
+    def __getitem__(self, index: int | slice) -> RequestRecord | list[RequestRecord]:
+        if isinstance(index, slice):
+            return [RequestRecord._make(raw) for raw in list(self._raw)[index]]
+        return RequestRecord._make(self._raw[index])
+
+    def __iter__(self) -> Iterator[RequestRecord]:
+        make = RequestRecord._make
+        return (make(raw) for raw in list(self._raw))
+
+    def __repr__(self) -> str:
+        return f"RequestLog({len(self._raw)} requests)"
 
 
 class ProfileStore:
@@ -42,7 +71,12 @@ class ProfileStore:
         if not (isinstance(max_requests, int) and max_requests >= 0):
             raise ValueError(f"max_requests must be an integer >= 0, got {max_requests!r}")
         self.profiles: deque[ProfileRecord] = deque(maxlen=max_profiles)
-        self.requests: deque[RequestRecord] = deque(maxlen=max_requests)
+        #: Request timings as plain tuples (fields of RequestRecord): the garbage collector
+        #: stops tracking a plain tuple of numbers and strings, not a NamedTuple - 10,000 kept
+        #: records cost every full collection a traversal each (docs/performance.md).
+        self.raw_requests: deque[tuple[Any, ...]] = deque(maxlen=max_requests)
+        #: Recent request timings, oldest first (a read-only view of ``raw_requests``).
+        self.requests = RequestLog(self.raw_requests)
         self.sink = (
             DirectorySink(directory, max_bytes=max_directory_bytes)
             if directory is not None
@@ -62,8 +96,8 @@ class ProfileStore:
         for listener in self._listeners:
             listener(record)
 
-    def add_request(self, record: RequestRecord) -> None:
-        self.requests.append(record)
+    def add_request(self, record: RequestRecord | tuple[Any, ...]) -> None:
+        self.raw_requests.append(tuple(record) if type(record) is not tuple else record)
 
     def add_findings(self, findings: list[Finding]) -> None:
         for finding in findings:

@@ -65,7 +65,6 @@ class SampledRequest(Protocol):
 
     capture: SampledCapture | Literal[False] | None
     backend: ContinuousBackend
-    started: float
 
 
 class ContinuousBackend(Backend):
@@ -382,7 +381,7 @@ class Sampler:
 
     def promote(self, request: SampledRequest, anchor: FrameType | None) -> SampledCapture:
         """The capture of a passive request, created when it is first needed."""
-        capture = SampledCapture.unregistered(request.backend, anchor, request.started)
+        capture = SampledCapture.unregistered(request.backend, anchor, time.perf_counter())
         request.capture = capture
         return capture
 
