@@ -44,12 +44,14 @@ class RequestLog(Sequence[RequestRecord]):
 
     def __getitem__(self, index: int | slice) -> RequestRecord | list[RequestRecord]:
         if isinstance(index, slice):
-            return [RequestRecord._make(raw) for raw in list(self._raw)[index]]
+            return list(self)[index]
+        count = len(self._raw)
+        if not -count <= index < count:
+            raise IndexError(f"request index {index} out of range ({count} kept)")
         return RequestRecord._make(self._raw[index])
 
     def __iter__(self) -> Iterator[RequestRecord]:
-        make = RequestRecord._make
-        return (make(raw) for raw in list(self._raw))
+        return map(RequestRecord._make, list(self._raw))
 
     def __repr__(self) -> str:
         return f"RequestLog({len(self._raw)} requests)"
@@ -71,9 +73,10 @@ class ProfileStore:
         if not (isinstance(max_requests, int) and max_requests >= 0):
             raise ValueError(f"max_requests must be an integer >= 0, got {max_requests!r}")
         self.profiles: deque[ProfileRecord] = deque(maxlen=max_profiles)
-        #: Request timings as plain tuples (fields of RequestRecord): the garbage collector
-        #: stops tracking a plain tuple of numbers and strings, not a NamedTuple - 10,000 kept
-        #: records cost every full collection a traversal each (docs/performance.md).
+        #: Request timings as plain tuples (the fields of RequestRecord): the garbage
+        #: collector stops tracking a plain tuple of strings and numbers at its first
+        #: collection; a NamedTuple it tracks for good, and 10,000 kept ones weighed on every
+        #: collection after (docs/performance.md).
         self.raw_requests: deque[tuple[Any, ...]] = deque(maxlen=max_requests)
         #: Recent request timings, oldest first (a read-only view of ``raw_requests``).
         self.requests = RequestLog(self.raw_requests)
@@ -97,6 +100,7 @@ class ProfileStore:
             listener(record)
 
     def add_request(self, record: RequestRecord | tuple[Any, ...]) -> None:
+        """Keep ``record`` (a RequestRecord, or a tuple of its fields)."""
         self.raw_requests.append(tuple(record) if type(record) is not tuple else record)
 
     def add_findings(self, findings: list[Finding]) -> None:

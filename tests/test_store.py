@@ -40,6 +40,36 @@ def test_memory_ring_keeps_the_newest() -> None:
     assert store.get("id0003") is not None and store.get("id0000") is None
 
 
+def test_the_request_log_reads_like_a_sequence_of_records() -> None:
+    store = ProfileStore(max_requests=3)
+    assert not store.requests and len(store.requests) == 0
+    for i in range(5):
+        store.add_request(("GET", f"/r/{i}", f"/r/{i}", 200, 0.1, 2, float(i), 0, 0.0, 0))
+    log = store.requests
+    assert len(log) == 3 and log
+    assert [r.path for r in log] == ["/r/2", "/r/3", "/r/4"]
+    assert log[0].path == "/r/2" and log[-1].path == "/r/4" and log[-3].path == "/r/2"
+    assert [r.path for r in log[1:]] == ["/r/3", "/r/4"]
+    assert isinstance(log[0], RequestRecord) and log[0].key == "GET /r/2"
+    with pytest.raises(IndexError, match="request index 3 out of range"):
+        log[3]
+    with pytest.raises(IndexError):
+        log[-4]
+
+
+def test_kept_request_timings_leave_the_gcs_care_after_one_collection() -> None:
+    """A kept NamedTuple stays tracked for good: 10,000 of them weighed on every collection
+    (docs/performance.md). A plain tuple of strings and numbers is dropped by the first."""
+    import gc
+
+    store = ProfileStore(max_requests=10)
+    store.add_request(RequestRecord("GET", "/r", "/r", 200, 0.1, 2, 1.0))
+    store.add_request(("GET", "/r", "/r", 200, 0.1, 2, 2.0, 0, 0.0, 0))
+    gc.collect()
+    assert len(store.raw_requests) == 2
+    assert not any(gc.is_tracked(raw) for raw in store.raw_requests)
+
+
 def test_by_route_merges_kept_profiles() -> None:
     store = ProfileStore()
     for i in range(4):
