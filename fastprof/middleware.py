@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -43,6 +43,7 @@ from fastprof.backends.continuous import (
     ContinuousBackend,
     Sample,
     SampledCapture,
+    SampledRequest,
     Sampler,
     samples_into,
 )
@@ -60,11 +61,6 @@ logger = logging.getLogger("fastprof")
 
 _time = time.time
 _perf_counter = time.perf_counter
-#: ``FastprofMiddleware._only``: every HTTP request is served for timing alone, or for the
-#: continuous sampler alone (which then finds requests by itself).
-_TIMING = 1
-_SAMPLED = 2
-_ASKED = 3
 
 _get_ident = threading.get_ident
 _MAIN = threading.main_thread().ident
@@ -129,7 +125,6 @@ class FastprofMiddleware:
         "_lean",
         "_metrics_path",
         "_on_request",
-        "_only",
         "_passive",
         "_paths",
         "_plain",
@@ -299,22 +294,19 @@ class FastprofMiddleware:
             and self._metrics_path is None
             and (self._always or self.sampler is not None)
         )
-        #: _TIMING or _SAMPLED when __call__ serves every HTTP request with one block; _ASKED
-        #: when only a header or query trigger can make a request matter (0: none of these).
-        self._only = (
-            _TIMING
-            if self._plain and self._timing and self.sampler is None
-            else _ASKED
-            if (
-                self._active
-                and not self._always
-                and self.sampler is None
-                and not sample_rate
-                and self._paths is None
-                and self._metrics_path is None
-            )
-            else 0
-        )
+        # What every request of a busy server runs has a class of its own, with nothing else
+        # in its __call__ (see the classes below).
+        if self._plain and self._timing and self.sampler is None:
+            self.__class__ = _TimingMiddleware
+        elif (
+            self._active
+            and not self._always
+            and self.sampler is None
+            and not sample_rate
+            and self._paths is None
+            and self._metrics_path is None
+        ):
+            self.__class__ = _AskedMiddleware
         store_type = type(self.store)
         self._add_request: Callable[[tuple[Any, ...]], None] = (
             self.store.raw_requests.append  # what add_request does, one Python call less
@@ -323,80 +315,6 @@ class FastprofMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        only = self._only
-        if only and scope["type"] == "http":
-            # The two modes that run on every request of a busy server, each served by a
-            # block of its own with nothing else to decide (bench/hotpath.py, docs/performance.md).
-            if only is _ASKED:
-                # Only a header or query trigger can make this request matter: look for one
-                # before deciding anything (most requests carry neither).
-                header = self._header
-                if header is not None:
-                    for name, _ in scope["headers"]:
-                        if name == header:
-                            break
-                    else:
-                        header = None
-                if header is None:
-                    query = self._query
-                    # find(), not "in": bytes.__contains__ first tries the operand as an
-                    # integer and builds a TypeError to discard (measured: ~1.5k instructions)
-                    query_string = scope.get("query_string")
-                    if query is None or not query_string or query_string.find(query) < 0:
-                        await self.app(scope, receive, send)
-                        return
-            elif only is _TIMING:
-                started_at = _time()
-                started = _perf_counter()
-                timed = _Response(send)
-                try:
-                    await self.app(scope, receive, timed.send)
-                except BaseException:
-                    self._record_failed(scope, timed, started, started_at)
-                    raise
-                duration = _perf_counter() - started
-                try:  # _record, inlined
-                    found = scope.get("route")
-                    route = getattr(found, "path", None)
-                    if route.__class__ is not str or scope.get("root_path"):
-                        route = _route_template(scope)
-                    # A plain tuple: see ProfileStore.raw_requests.
-                    raw = (
-                        scope["method"],
-                        route,
-                        scope["path"],
-                        timed.status,
-                        duration,
-                        timed.nbytes,
-                        started_at,
-                        0,
-                        0.0,
-                        0,
-                    )
-                    self._add_request(raw)
-                    if self._on_request is not None:
-                        self._on_request(_new_record(RequestRecord, raw))
-                except Exception:
-                    logger.exception("fastprof: recording the request failed; it continues")
-                return
-            elif _get_ident() == _MAIN and (self._ticker.armed or self._wake_sampler()):
-                # The continuous sampler finds this request by itself: one context variable.
-                # (_only is _SAMPLED only when there is a sampler.)
-                started = _perf_counter()
-                sampled = _SampledResponse(send, self.sampler)  # type: ignore[arg-type]
-                token = current_sampled.set(sampled)
-                try:
-                    await self.app(scope, receive, sampled.send)
-                except BaseException as exc:
-                    current_sampled.reset(token)
-                    self._end_sampled(scope, sampled, started, exc)
-                    raise
-                current_sampled.reset(token)
-                if sampled.capture is not None or sampled.status >= 500 or self._slow is not None:
-                    self._end_sampled(scope, sampled, started, None)
-                else:
-                    sampled.capture = False
-                return
         if self._plain and scope["type"] == "http":
             trigger = self._fixed_trigger
         else:
@@ -445,7 +363,7 @@ class FastprofMiddleware:
                     and (self._ticker.armed or self._ticker.wake_passive())
                 ):
                     # No registration: the sampler finds the request in its context.
-                    sampled = response = _SampledResponse(send, self.sampler)
+                    sampled = SampledRequest(self.sampler)
                     sampled_token = current_sampled.set(sampled)
                 else:
                     capture = self.sampler.start(sys._getframe(), is_async=True)
@@ -513,11 +431,9 @@ class FastprofMiddleware:
         _threadpool.acquire()
         self._hooked = True
         if passive and self.sampler is not None:
-            self._passive = self._ticker.add_passive(
-                FastprofMiddleware.__call__.__code__, self.sampler.in_use
-            )
+            self._passive = self._ticker.add_passive(_ANCHOR_CODES, self.sampler.in_use)
             if self._passive and self._plain and not self._timing:
-                self._only = _SAMPLED
+                self.__class__ = _SampledMiddleware
 
     def _wake_sampler(self) -> bool:
         """Start or wake the sampler's timer; False (the request registers) if it cannot."""
@@ -530,7 +446,8 @@ class FastprofMiddleware:
     def _end_sampled(
         self,
         scope: Scope,
-        sampled: _SampledResponse,
+        sampled: SampledRequest,
+        response: _Response,
         started: float,
         error: BaseException | None,
     ) -> None:
@@ -541,7 +458,7 @@ class FastprofMiddleware:
         sampled.capture = False  # ended: no tick may start a capture now
         capture = found if found is not False else None
         try:
-            status = sampled.status or (500 if error is not None else 0)
+            status = response.status or (500 if error is not None else 0)
             if capture is None:
                 if not (self._slow is not None or status >= 500 or error is not None):
                     return
@@ -554,7 +471,7 @@ class FastprofMiddleware:
                 capture,
                 samples,
                 status,
-                sampled,
+                response,
                 duration,
                 time.time() - duration,
                 error,
@@ -1008,6 +925,111 @@ class FastprofMiddleware:
         self.store.close()
 
 
+class _TimingMiddleware(FastprofMiddleware):
+    """``FastprofMiddleware(timing=True)`` and nothing else that decides per request: every
+    HTTP request is served by this one block (FastprofMiddleware switches to it in
+    ``__init__``; its own ``__call__``'s frame and checks cost a hello-world request about 1%,
+    bench/hotpath.py and docs/performance.md)."""
+
+    __slots__ = ()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await FastprofMiddleware.__call__(self, scope, receive, send)
+            return
+        started_at = _time()
+        started = _perf_counter()
+        timed = _Response(send)
+        try:
+            await self.app(scope, receive, timed.send)
+        except BaseException:
+            self._record_failed(scope, timed, started, started_at)
+            raise
+        duration = _perf_counter() - started
+        try:  # _record, inlined
+            found = scope.get("route")
+            route = getattr(found, "path", None)
+            if route.__class__ is not str or scope.get("root_path"):
+                route = _route_template(scope)
+            # A plain tuple: see ProfileStore.raw_requests.
+            raw = (
+                scope["method"],
+                route,
+                scope["path"],
+                timed.status,
+                duration,
+                timed.nbytes,
+                started_at,
+                0,
+                0.0,
+                0,
+            )
+            self._add_request(raw)
+            if self._on_request is not None:
+                self._on_request(_new_record(RequestRecord, raw))
+        except Exception:
+            logger.exception("fastprof: recording the request failed; it continues")
+
+
+class _SampledMiddleware(FastprofMiddleware):
+    """``FastprofMiddleware(backend="continuous")`` (or ``slow_ms``) and nothing else that
+    decides per request, once the sampler can find requests by itself: each costs a context
+    variable (FastprofMiddleware switches to it on its first request, see ``_hook``)."""
+
+    __slots__ = ()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not (
+            scope["type"] == "http"
+            and _get_ident() == _MAIN
+            and (self._ticker.armed or self._wake_sampler())
+        ):
+            await FastprofMiddleware.__call__(self, scope, receive, send)
+            return
+        started = _perf_counter()
+        # (this class is used only when there is a sampler)
+        response = _Response(send)
+        sampled = SampledRequest(self.sampler)  # type: ignore[arg-type]
+        token = current_sampled.set(sampled)
+        try:
+            await self.app(scope, receive, response.send)
+        except BaseException as exc:
+            current_sampled.reset(token)
+            self._end_sampled(scope, sampled, response, started, exc)
+            raise
+        current_sampled.reset(token)
+        if sampled.capture is not None or response.status >= 500 or self._slow is not None:
+            self._end_sampled(scope, sampled, response, started, None)
+        else:
+            sampled.capture = False
+
+
+class _AskedMiddleware(FastprofMiddleware):
+    """Only a trigger header or query parameter can make a request matter: a request with
+    neither goes straight through (FastprofMiddleware switches to it in ``__init__``)."""
+
+    __slots__ = ()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            header = self._header
+            if header is not None:
+                for name, _ in scope["headers"]:
+                    if name == header:
+                        break
+                else:
+                    header = None
+            if header is None:
+                query = self._query
+                # find(), not "in": bytes.__contains__ first tries the operand as an integer
+                # and builds a TypeError to discard (measured: ~1.5k instructions a request)
+                query_string = scope.get("query_string")
+                if query is None or not query_string or query_string.find(query) < 0:
+                    await self.app(scope, receive, send)
+                    return
+        await FastprofMiddleware.__call__(self, scope, receive, send)
+
+
 class _Response:
     """Wraps ``send`` to learn the status and body size."""
 
@@ -1032,21 +1054,6 @@ class _Response:
         elif kind == "http.response.start":
             self.status = message["status"]
         return self._send(message)
-
-
-class _SampledResponse(_Response):
-    """A :class:`_Response` that is also a request the continuous sampler finds by itself
-    (:class:`~fastprof.backends.continuous.SampledRequest`)."""
-
-    __slots__ = ("backend", "capture")
-
-    def __init__(self, send: Send, backend: ContinuousBackend) -> None:
-        # Every request of the continuous mode builds one: no super().__init__() call.
-        self._send = send
-        self.status = 0
-        self.nbytes = 0
-        self.backend = backend
-        self.capture: SampledCapture | Literal[False] | None = None
 
 
 class _MarkedResponse(_Response):
@@ -1136,3 +1143,9 @@ def _is_loopback(client: Any) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+#: The frames a passive request's samples start below (SampledRequest).
+_ANCHOR_CODES = frozenset(
+    {FastprofMiddleware.__call__.__code__, _SampledMiddleware.__call__.__code__}
+)
