@@ -485,12 +485,12 @@ class FastprofMiddleware:
                 capture.anchor = None  # the anchor frame holds the capture: no cycle left
 
     def _record_failed(
-        self, scope: Scope, response: _Response, started: float, started_at: float
+        self, scope: Scope, status: int, nbytes: int, started: float, started_at: float
     ) -> None:
         """The timing mode's record of a request whose app raised."""
         duration = _perf_counter() - started
         try:
-            self._record(scope, None, response.status or 500, response.nbytes, duration, started_at)
+            self._record(scope, None, status or 500, nbytes, duration, started_at)
         except Exception:
             logger.exception("fastprof: recording the request failed; it continues")
 
@@ -939,11 +939,21 @@ class _TimingMiddleware(FastprofMiddleware):
             return
         started_at = _time()
         started = _perf_counter()
-        timed = _Response(send)
+        sent = [0, 0]  # status, body bytes
+
+        # A closure, not a _Response: one call less per message (bench/hotpath.py)
+        def watch(message: Message) -> Awaitable[None]:
+            kind = message["type"]
+            if kind == "http.response.body":
+                sent[1] += len(message.get("body", b""))
+            elif kind == "http.response.start":
+                sent[0] = message["status"]
+            return send(message)
+
         try:
-            await self.app(scope, receive, timed.send)
+            await self.app(scope, receive, watch)
         except BaseException:
-            self._record_failed(scope, timed, started, started_at)
+            self._record_failed(scope, sent[0], sent[1], started, started_at)
             raise
         duration = _perf_counter() - started
         try:  # _record, inlined
@@ -956,9 +966,9 @@ class _TimingMiddleware(FastprofMiddleware):
                 scope["method"],
                 route,
                 scope["path"],
-                timed.status,
+                sent[0],
                 duration,
-                timed.nbytes,
+                sent[1],
                 started_at,
                 0,
                 0.0,
@@ -987,8 +997,9 @@ class _SampledMiddleware(FastprofMiddleware):
             await FastprofMiddleware.__call__(self, scope, receive, send)
             return
         started = _perf_counter()
-        # (this class is used only when there is a sampler)
+        # (a _Response here measured cheaper than _TimingMiddleware's closure)
         response = _Response(send)
+        # (this class is used only when there is a sampler)
         sampled = SampledRequest(self.sampler)  # type: ignore[arg-type]
         token = current_sampled.set(sampled)
         try:

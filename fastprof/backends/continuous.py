@@ -413,20 +413,30 @@ class Sampler:
             frame = frame.f_back
         return None
 
-    def _anchor_in_chain(self, task: Any) -> FrameType | None:
-        codes = self._anchor_codes
-        found = None
+    def _below_anchor(self, task: Any) -> tuple[Any, tuple[CodeType, ...]]:
+        """The innermost anchor coroutine of ``task``'s await chain (None if there is none),
+        and the code objects of the chain below it (reading codes, not frames: see
+        ``_awaiting``)."""
+        anchors = self._anchor_codes
+        anchor = None
+        codes: list[CodeType] = []
         awaitable = task.get_coro()
         while awaitable is not None:
-            code = getattr(awaitable, "cr_code", None) or getattr(awaitable, "gi_code", None)
-            if code is None:
-                break
-            if code in codes:  # the innermost middleware's: its request is in the context
-                found = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)
-            awaitable = getattr(awaitable, "cr_await", None) or getattr(
-                awaitable, "gi_yieldfrom", None
-            )
-        return found
+            code = getattr(awaitable, "cr_code", None)
+            if code is not None:
+                inner = awaitable.cr_await
+            else:
+                code = getattr(awaitable, "gi_code", None)
+                if code is None:
+                    break
+                inner = awaitable.gi_yieldfrom
+            if code in anchors:
+                anchor = awaitable
+                codes = []
+            elif anchor is not None:
+                codes.append(code)
+            awaitable = inner
+        return anchor, tuple(codes)
 
     def add_thread(
         self, capture: SampledCapture, prefix: tuple[FrameKey, ...], anchor: FrameType | None
@@ -598,9 +608,10 @@ class Sampler:
                 return gap
             return interval if chance() * interval < gap else 0.0
 
-        frames = sys._current_frames()
+        # Registered captures only: the passive requests' ticks need no other thread's frame.
+        frames = sys._current_frames() if self._tasks or self._threads else {}
         if main_frame is not None:
-            frames[threading.main_thread().ident or 0] = main_frame
+            frames[_MAIN or 0] = main_frame
         running = set()
         busy: set[SampledCapture] = set()  # captures whose work is on the CPU right now
         for loop, ident in list(self._loops.items()):
@@ -722,9 +733,11 @@ class Sampler:
             w = drawn_weight(request.backend.interval)
             if not w:
                 continue
+            # One walk down the await chain: below the (innermost) middleware's coroutine.
+            anchor, codes = self._below_anchor(task)
             if capture is None:
-                capture = self.promote(request, self._anchor_in_chain(task))
-            codes = _awaiting(task, capture.anchor)
+                frame = getattr(anchor, "cr_frame", None) or getattr(anchor, "gi_frame", None)
+                capture = self.promote(request, frame)
             if codes:
                 capture.add((w * scale, (), codes, True))
         if not seen:
