@@ -302,11 +302,13 @@ class FastprofMiddleware:
             self._active
             and not self._always
             and self.sampler is None
-            and not sample_rate
             and self._paths is None
             and self._metrics_path is None
         ):
-            self.__class__ = _AskedMiddleware
+            if not sample_rate:
+                self.__class__ = _AskedMiddleware
+            elif self._header is None and self._query is None:
+                self.__class__ = _SampleRateMiddleware
         store_type = type(self.store)
         self._add_request: Callable[[tuple[Any, ...]], None] = (
             self.store.raw_requests.append  # what add_request does, one Python call less
@@ -1013,6 +1015,21 @@ class _SampledMiddleware(FastprofMiddleware):
             self._end_sampled(scope, sampled, response, started, None)
         else:
             sampled.capture = False
+
+
+class _SampleRateMiddleware(FastprofMiddleware):
+    """A sample rate and nothing else: one random draw decides (FastprofMiddleware switches
+    to it in ``__init__``)."""
+
+    __slots__ = ()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await FastprofMiddleware.__call__(self, scope, receive, send)
+        elif self._random() >= self._rate:
+            await self.app(scope, receive, send)
+        else:
+            await self._serve(scope, receive, send, "sample")
 
 
 class _AskedMiddleware(FastprofMiddleware):

@@ -517,3 +517,37 @@ def test_more_bad_configuration(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as info:
         FastprofMiddleware(make_app(), **options)
     assert message in str(info.value)
+
+
+# -- one class per busy configuration ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "served_by"),
+    [
+        ({"timing": True}, "_TimingMiddleware"),
+        ({"trigger_header": "x-fastprof"}, "_AskedMiddleware"),
+        ({"trigger_query": "fastprof", "token": "0123456789"}, "_AskedMiddleware"),
+        ({"sample_rate": 0.01}, "_SampleRateMiddleware"),
+        ({"backend": "continuous"}, "_SampledMiddleware"),  # after its first request
+        ({"timing": True, "sample_rate": 0.01}, "FastprofMiddleware"),
+        ({"sample_rate": 0.01, "trigger_header": "x-fastprof"}, "FastprofMiddleware"),
+        ({"timing": True, "backend": "continuous"}, "FastprofMiddleware"),
+        ({"timing": True, "detect": True}, "FastprofMiddleware"),
+        ({"timing": True, "include": ["/items/*"]}, "FastprofMiddleware"),
+        ({"timing": True, "enabled": False}, "FastprofMiddleware"),
+    ],
+)
+async def test_each_busy_configuration_is_served_by_a_class_of_its_own(
+    wrap: Any, options: dict[str, Any], served_by: str
+) -> None:
+    """What every request runs is all its __call__ holds (docs/performance.md); the
+    behaviour is the one the options ask for, which the other tests here check."""
+    mw = wrap(**options)
+    bare = await get(make_app(), "/items/7")
+    response = await get(mw, "/items/7")
+    assert (response.status_code, response.content) == (bare.status_code, bare.content)
+    assert isinstance(mw, FastprofMiddleware)
+    if served_by == "_SampledMiddleware" and not mw._passive:
+        pytest.skip("the signal timer is not available here: requests register instead")
+    assert type(mw).__name__ == served_by

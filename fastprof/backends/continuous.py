@@ -280,6 +280,9 @@ class Sampler:
         self._passive = 0
         self._passive_intervals: list[float] = []
         self._anchor_codes: frozenset[CodeType] = frozenset()
+        #: Their ids: a tick tests every frame of a chain, and a code object's hash is
+        #: computed from its whole content each time (an int's is free).
+        self._anchor_ids: frozenset[int] = frozenset()
         #: True while the signal timer ticks at its interval: passive requests read it to
         #: know whether to wake it (:meth:`wake_passive`).
         self.armed = False
@@ -362,6 +365,7 @@ class Sampler:
             if self._mode == "thread" or (self._mode is None and not _can_use_sigalrm()):
                 return False
             self._anchor_codes = self._anchor_codes | anchor_codes
+            self._anchor_ids = frozenset(map(id, self._anchor_codes))
             self._passive += 1
             self._passive_intervals.append(in_use.interval)
             in_use.count += 1  # held: the timer follows this interval while traffic flows
@@ -406,9 +410,9 @@ class Sampler:
         return capture
 
     def _anchor_on_stack(self, frame: FrameType | None) -> FrameType | None:
-        codes = self._anchor_codes
+        ids = self._anchor_ids
         while frame is not None:
-            if frame.f_code in codes:
+            if id(frame.f_code) in ids:
                 return frame
             frame = frame.f_back
         return None
@@ -417,7 +421,7 @@ class Sampler:
         """The innermost anchor coroutine of ``task``'s await chain (None if there is none),
         and the code objects of the chain below it (reading codes, not frames: see
         ``_awaiting``)."""
-        anchors = self._anchor_codes
+        anchors = self._anchor_ids
         anchor = None
         codes: list[CodeType] = []
         awaitable = task.get_coro()
@@ -430,7 +434,7 @@ class Sampler:
                 if code is None:
                     break
                 inner = awaitable.gi_yieldfrom
-            if code in anchors:
+            if id(code) in anchors:
                 anchor = awaitable
                 codes = []
             elif anchor is not None:
@@ -713,15 +717,21 @@ class Sampler:
                 return weight(interval) if interval != fine else max(gap, fine)
             return interval if self._random() * interval < fine else 0.0
 
-        registered = self._tasks
-        tasks = [t for t in asyncio.all_tasks(loop) if t is not current and t not in registered]
+        tasks = _live_tasks(loop)
         if not tasks:
             return seen
-        # As for registered requests: a random few, each weighted up by n/k (unbiased); the
-        # tasks that turn out not to be requests are draws spent on nothing.
-        drawn = self._sample_of(tasks, min(MAX_AWAIT_SAMPLES, len(tasks)))
-        scale = len(tasks) / len(drawn)
-        for task in drawn:
+        # A few drawn at random (with replacement), each weighted up by n/k: unbiased. The
+        # draws that land on no request (the running task, a registered one, a task of the
+        # server's own, a finished one) are draws spent on nothing.
+        n = len(tasks)
+        draws = min(MAX_AWAIT_SAMPLES, n)
+        scale = n / draws
+        chance = self._random
+        registered = self._tasks
+        for _ in range(draws):
+            task = tasks[int(chance() * n)]
+            if task is current or task in registered:
+                continue
             context = task_context(task)
             request = context.get(current_sampled) if context is not None else None
             if request is None or request.capture is False:
@@ -743,6 +753,8 @@ class Sampler:
         if not seen:
             # None of the few drawn was a request: make sure, before the timer slows down.
             for task in tasks[:MAX_TASKS_SCANNED]:
+                if task is current or task in registered or task.done():
+                    continue
                 context = task_context(task)
                 request = context.get(current_sampled) if context is not None else None
                 if request is not None and request.capture is not False:
@@ -811,6 +823,25 @@ def _keep_sigalrm_off_this_thread() -> None:
 _get_ident = threading.get_ident
 _current_task = asyncio.current_task
 _get_running_loop = asyncio._get_running_loop
+
+
+def _live_tasks(loop: asyncio.AbstractEventLoop) -> list[Any]:
+    """The tasks to draw suspended requests from, as cheaply as the Python version allows.
+
+    ``asyncio.all_tasks()`` walks a WeakSet with a Python generator and calls a Python
+    function per task to check its loop; a tick pays that at 100 Hz. On CPython 3.11, whose
+    registry is that WeakSet, its references are read directly (tasks of other loops and
+    finished ones included: the caller skips them as draws on no request). Elsewhere, the
+    public function.
+    """
+    registry = getattr(asyncio.tasks, "_all_tasks", None)
+    refs = getattr(registry, "data", None)
+    if isinstance(refs, set):
+        try:
+            return [task for task in [ref() for ref in list(refs)] if task is not None]
+        except RuntimeError:  # changed size while copied (another thread): the slow way
+            pass
+    return list(asyncio.all_tasks(loop))
 _TASK_STEP = asyncio.events.Handle._run.__code__
 _MAIN = threading.main_thread().ident
 
