@@ -398,7 +398,11 @@ class FastprofMiddleware:
                 if (
                     capture is None
                     and sampled_token is not None
-                    and (self._slow is not None or status >= 500 or error is not None)
+                    and (
+                        (self._slow is not None and duration >= self._slow)
+                        or status >= 500
+                        or error is not None
+                    )
                 ):
                     # Kept for being slow or failing, with no sample taken: an empty tree.
                     assert self.sampler is not None
@@ -462,7 +466,8 @@ class FastprofMiddleware:
         try:
             status = response.status or (500 if error is not None else 0)
             if capture is None:
-                if not (self._slow is not None or status >= 500 or error is not None):
+                slow = self._slow is not None and duration >= self._slow
+                if not (slow or status >= 500 or error is not None):
                     return
                 assert self.sampler is not None
                 capture = SampledCapture.unregistered(self.sampler, None, started)
@@ -931,7 +936,7 @@ class _TimingMiddleware(FastprofMiddleware):
     """``FastprofMiddleware(timing=True)`` and nothing else that decides per request: every
     HTTP request is served by this one block (FastprofMiddleware switches to it in
     ``__init__``; its own ``__call__``'s frame and checks cost a hello-world request about 1%,
-    bench/hotpath.py and docs/performance.md)."""
+    bench/icount.py and docs/performance.md)."""
 
     __slots__ = ()
 
@@ -943,7 +948,7 @@ class _TimingMiddleware(FastprofMiddleware):
         started = _perf_counter()
         sent = [0, 0]  # status, body bytes
 
-        # A closure, not a _Response: one call less per message (bench/hotpath.py)
+        # A closure, not a _Response: no object and no __init__ call per request
         def watch(message: Message) -> Awaitable[None]:
             kind = message["type"]
             if kind == "http.response.body":
@@ -1011,7 +1016,11 @@ class _SampledMiddleware(FastprofMiddleware):
             self._end_sampled(scope, sampled, response, started, exc)
             raise
         current_sampled.reset(token)
-        if sampled.capture is not None or response.status >= 500 or self._slow is not None:
+        if (
+            sampled.capture is not None
+            or response.status >= 500
+            or (self._slow is not None and _perf_counter() - started >= self._slow)
+        ):
             self._end_sampled(scope, sampled, response, started, None)
         else:
             sampled.capture = False

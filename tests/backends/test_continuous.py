@@ -403,3 +403,44 @@ async def test_live_tasks_lists_the_loops_tasks() -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_with_slow_ms_a_fast_request_builds_no_capture(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fastprof.backends.continuous import SampledCapture
+
+    app = FastAPI()
+
+    @app.get("/fast")
+    async def fast() -> dict[str, int]:
+        return {}
+
+    @app.get("/slow")
+    async def slow() -> dict[str, int]:
+        await asyncio.sleep(0.06)
+        return {}
+
+    built: list[object] = []
+    real = SampledCapture.unregistered.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type, *args: object) -> object:
+        capture = real(cls, *args)
+        built.append(capture)
+        return capture
+
+    monkeypatch.setattr(SampledCapture, "unregistered", classmethod(counting))
+    # An interval no request lives to see: no tick takes a sample.
+    mw = FastprofMiddleware(app, backend="continuous", continuous_interval=0.9, slow_ms=50)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=mw), base_url="http://t"
+        ) as client:
+            for _ in range(20):
+                await client.get("/fast")
+            assert not built and not mw.store.profiles
+            await client.get("/slow")
+        assert len(built) == 1
+        assert [p.route for p in mw.store.profiles] == ["/slow"]
+    finally:
+        mw.close()
