@@ -215,8 +215,11 @@ async def test_on_the_main_thread_requests_are_found_without_registering() -> No
         assert tree.find("sleep")[0].await_time > 0  # suspended requests, in their await
         sync_tree = mw.route_trees["GET /sync"]
         (node,) = sync_tree.find("sync_route")
-        assert sync_tree.find("burn")  # the worker thread's samples, under the endpoint
-        assert node.total >= 0.05
+        # The worker thread's samples, under the endpoint. (How much of the 150 ms they
+        # cover depends on when the busy worker lets the signal handler have the GIL: a
+        # third of it, once, with the test suite running beside this on both cores.)
+        assert [child.function for child in node.children.values()] == ["burn"]
+        assert node.total > 0
     finally:
         mw.close()
     assert Sampler.shared()._passive == 0
