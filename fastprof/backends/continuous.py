@@ -45,6 +45,12 @@ MAX_AWAIT_SAMPLES = 4
 #: second before it disarms, and a new capture brings the interval back at once).
 IDLE_DELAY = 0.1
 
+#: Seconds the timer keeps its interval after it last saw a passive request (SampledRequest).
+#: A tick that lands between two requests sees none; slowing down there made the next request
+#: wake the timer, and the ticks then fell at a fixed phase of each request: a 70/30 split
+#: measured 0.59 (a CI run).
+PASSIVE_LINGER = 0.2
+
 #: Tasks one tick looks through for a request in flight, when the few it drew had none.
 MAX_TASKS_SCANNED = 256
 
@@ -278,6 +284,7 @@ class Sampler:
         #: Holders of passive requests (:class:`SampledRequest`), and the code of the frame a
         #: passive request's samples start below (the middleware's ``__call__``).
         self._passive = 0
+        self._passive_seen = 0.0  # when a tick last saw one (perf_counter)
         self._passive_intervals: list[float] = []
         self._anchor_codes: frozenset[CodeType] = frozenset()
         #: Their ids: a tick tests every frame of a chain, and a code object's hash is
@@ -551,9 +558,16 @@ class Sampler:
                 seen = self.sample(gap, main_frame)
             except Exception:
                 return True
+            if seen:
+                self._passive_seen = now
             if seen is None and self._idle_since is None:
                 return True  # no passive request looked at this tick: nothing learnt
-            if seen or self._tasks or self._threads:
+            if (
+                seen
+                or self._tasks
+                or self._threads
+                or (self._passive and now - self._passive_seen < PASSIVE_LINGER)
+            ):
                 self._idle_since = None
                 self.armed = self._mode == "signal"
                 return True
