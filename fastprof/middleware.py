@@ -353,7 +353,6 @@ class FastprofMiddleware:
         started = time.perf_counter()
         capture: SampledCapture | None = None
         capture_token = sampled_token = None
-        response: _Response | None = None
         if trigger is not None:
             try:
                 assert self.sampler is not None
@@ -373,8 +372,7 @@ class FastprofMiddleware:
             except Exception:
                 logger.exception("fastprof: starting the capture failed; the request continues")
                 capture = None
-        if response is None:
-            response = _Response(send)
+        response = _Response(send)
         error: BaseException | None = None
         try:
             await self.app(scope, receive, response.send)
@@ -387,26 +385,11 @@ class FastprofMiddleware:
                 current_capture.reset(capture_token)
             elif sampled_token is not None:
                 current_sampled.reset(sampled_token)
-                found = sampled.capture
-                sampled.capture = False  # ended: no tick may start a capture now
-                capture = found if found is not False else None
+            route = None
             try:
                 status = response.status or (500 if error is not None else 0)
-                route = None
                 if self._timing:
                     route = self._record(scope, None, status, response.nbytes, duration, started_at)
-                if (
-                    capture is None
-                    and sampled_token is not None
-                    and (
-                        (self._slow is not None and duration >= self._slow)
-                        or status >= 500
-                        or error is not None
-                    )
-                ):
-                    # Kept for being slow or failing, with no sample taken: an empty tree.
-                    assert self.sampler is not None
-                    capture = SampledCapture.unregistered(self.sampler, None, started)
                 if capture is not None:
                     samples = capture.detach()
                     # Most requests have no sample and are neither slow nor failed.
@@ -426,6 +409,8 @@ class FastprofMiddleware:
                         )
             except Exception:
                 logger.exception("fastprof: finishing the capture failed; the request continues")
+            if sampled_token is not None:  # never fails: it logs its own failures
+                self._end_sampled(scope, sampled, response, started, error, route)
             if capture is not None:
                 # The anchor is this very frame, and the frame holds the capture: left as is,
                 # the cycle makes CPython keep every frame of the request alive for the GC.
@@ -456,9 +441,10 @@ class FastprofMiddleware:
         response: _Response,
         started: float,
         error: BaseException | None,
+        route: str | None = None,
     ) -> None:
-        """A continuous request the sampler found by itself ended with a sample, a 5xx, an
-        exception, or with ``slow_ms`` set: its samples to the route, its profile if kept."""
+        """A continuous request the sampler found by itself ended: its samples to the route,
+        its profile if kept (slow, or failed). ``route``: its template, if known already."""
         duration = _perf_counter() - started
         found = sampled.capture
         sampled.capture = False  # ended: no tick may start a capture now
@@ -474,7 +460,7 @@ class FastprofMiddleware:
             samples = capture.detach()
             self._settle(
                 scope,
-                None,
+                route,
                 capture,
                 samples,
                 status,
