@@ -46,7 +46,7 @@ def _prepare(func: Callable[..., Any], caller: FrameType, pool: str) -> Callable
         # A request the continuous sampler finds by itself has no capture until it needs one.
         sampled = current_sampled.get()
         if sampled is not None:
-            capture = sampled.backend.sampler.passive_capture(caller)
+            capture = sampled[0].sampler.passive_capture(caller)  # [0]: its backend
     if capture is not None:
         try:
             func = capture.wrap_thread(func, stack_below(capture.anchor, caller))

@@ -40,6 +40,9 @@ from fastprof._context import current_capture, current_request, current_sampled
 from fastprof.backends import Backend, make_backend
 from fastprof.backends.base import Capture, TreeSource
 from fastprof.backends.continuous import (
+    CAPTURE,
+    NBYTES,
+    STATUS,
     ContinuousBackend,
     Sample,
     SampledCapture,
@@ -364,7 +367,7 @@ class FastprofMiddleware:
                     and (self._ticker.armed or self._ticker.wake_passive())
                 ):
                     # No registration: the sampler finds the request in its context.
-                    sampled = SampledRequest(self.sampler)
+                    sampled = [self.sampler, None, 0, 0]  # SampledRequest
                     sampled_token = current_sampled.set(sampled)
                 else:
                     capture = self.sampler.start(sys._getframe(), is_async=True)
@@ -446,8 +449,8 @@ class FastprofMiddleware:
         """A continuous request the sampler found by itself ended: its samples to the route,
         its profile if kept (slow, or failed). ``route``: its template, if known already."""
         duration = _perf_counter() - started
-        found = sampled.capture
-        sampled.capture = False  # ended: no tick may start a capture now
+        found = sampled[CAPTURE]
+        sampled[CAPTURE] = False  # ended: no tick may start a capture now
         capture = found if found is not False else None
         try:
             status = response.status or (500 if error is not None else 0)
@@ -990,26 +993,34 @@ class _SampledMiddleware(FastprofMiddleware):
             await FastprofMiddleware.__call__(self, scope, receive, send)
             return
         started = _perf_counter()
-        # (a _Response here measured cheaper than _TimingMiddleware's closure)
-        response = _Response(send)
-        # (this class is used only when there is a sampler)
-        sampled = SampledRequest(self.sampler)  # type: ignore[arg-type]
+        # The holder the sampler finds in the context (SampledRequest: a list, the cheapest
+        # object to make), and a closure that notes the status and body size in it: together
+        # they measured about 0.3 us a request cheaper than a holder and a _Response object.
+        sampled: SampledRequest = [self.sampler, None, 0, 0]
+
+        def watch(message: Message) -> Awaitable[None]:
+            if message["type"] == "http.response.start":
+                sampled[2] = message["status"]
+            else:
+                sampled[3] += len(message.get("body", b""))
+            return send(message)
+
         token = current_sampled.set(sampled)
         try:
-            await self.app(scope, receive, response.send)
+            await self.app(scope, receive, watch)
         except BaseException as exc:
             current_sampled.reset(token)
-            self._end_sampled(scope, sampled, response, started, exc)
+            self._end_sampled(scope, sampled, _Response.ended(sampled), started, exc)
             raise
         current_sampled.reset(token)
         if (
-            sampled.capture is not None
-            or response.status >= 500
+            sampled[1] is not None
+            or sampled[2] >= 500
             or (self._slow is not None and _perf_counter() - started >= self._slow)
         ):
-            self._end_sampled(scope, sampled, response, started, None)
+            self._end_sampled(scope, sampled, _Response.ended(sampled), started, None)
         else:
-            sampled.capture = False
+            sampled[1] = False
 
 
 class _SampleRateMiddleware(FastprofMiddleware):
@@ -1067,6 +1078,14 @@ class _Response:
         self._send = send
         self.status = 0
         self.nbytes = 0
+
+    @classmethod
+    def ended(cls, sampled: SampledRequest) -> _Response:
+        """What a passive request's ``send`` wrapper noted in its holder, once it has ended."""
+        response = cls.__new__(cls)
+        response.status = sampled[STATUS]
+        response.nbytes = sampled[NBYTES]
+        return response
 
     def send(self, message: Message) -> Awaitable[None]:
         # Not a coroutine: it hands back the server's awaitable, so a message costs one frame

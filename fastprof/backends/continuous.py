@@ -27,9 +27,10 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from types import CodeType, FrameType
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from fastprof._context import current_capture, current_sampled, task_context
 from fastprof._frames import code_key
@@ -39,6 +40,9 @@ from fastprof.model import CallTree, FrameKey
 T = TypeVar("T")
 
 #: Suspended requests whose await chain one tick walks at most (the rest are estimated).
+#: Each one drawn costs the tick a walk down its await chain and, when it ends, its request
+#: the end of a capture. 2 was tried: a request suspended for 70 ms among 20 then went
+#: unsampled about one time in thirty, and tests/test_isolation.py failed (docs/performance.md).
 MAX_AWAIT_SAMPLES = 4
 
 #: Seconds between the signal timer's ticks while no capture is registered (it lingers for a
@@ -58,28 +62,25 @@ MAX_TASKS_SCANNED = 256
 Sample = tuple[float, tuple[FrameKey, ...], tuple[CodeType, ...], bool]
 
 
-class SampledRequest:
-    """A request the sampler finds by itself: no registration, so it costs its request this
-    object and a context variable (``FastprofMiddleware``'s continuous mode, when the timer
-    ticks by signal on the loop's thread).
-
-    The request sets ``fastprof._context.current_sampled`` to this object for as long as it
-    runs. A tick finds the running request in the context it interrupted, and suspended ones in
-    their tasks' contexts; the first sample creates ``capture`` (:meth:`Sampler.promote`), and
-    the request sets ``capture`` to False when it ends, so that no tick starts one after.
-
-    It holds nothing of the request's own (no ``send``, no scope): copies of the context taken
-    during the request (the loop's callbacks take one each) outlive it, and what the value
-    holds lives as long. Holding the response wrapper kept the server's per-request objects
-    alive that long, and the server ran a garbage collection every 36 requests instead of
-    every 2,600 (docs/performance.md).
-    """
-
-    __slots__ = ("backend", "capture")
-
-    def __init__(self, backend: ContinuousBackend) -> None:
-        self.backend = backend
-        self.capture: SampledCapture | Literal[False] | None = None
+#: A request the sampler finds by itself: no registration, so it costs its request this
+#: holder and a context variable (``FastprofMiddleware``'s continuous mode, when the timer ticks
+#: by signal on the loop's thread). A plain list ``[backend, capture, status, nbytes]``
+#: (indexes below): the middleware makes one per request, and a list display is the cheapest
+#: object there is - a class with an ``__init__`` costs a Python call from C, and with the
+#: ``send`` wrapper's object it cost about 0.3 us a request more (docs/performance.md).
+#:
+#: The request sets ``fastprof._context.current_sampled`` to it for as long as it runs. A tick
+#: finds the running request in the context it interrupted, and suspended ones in their tasks'
+#: contexts; the first sample creates the capture (:meth:`Sampler.promote`), and the request
+#: sets it to False when it ends, so that no tick starts one after. The middleware's ``send``
+#: wrapper writes the response's status and body size into it.
+#:
+#: It holds nothing of the request's own (no ``send``, no scope): copies of the context taken
+#: during the request (the loop's callbacks take one each) outlive it, and what the value holds
+#: lives as long. Holding the response wrapper kept the server's per-request objects alive that
+#: long, and the server ran a garbage collection every 36 requests instead of every 2,600.
+SampledRequest = list[Any]  # [ContinuousBackend, SampledCapture | False | None, int, int]
+BACKEND, CAPTURE, STATUS, NBYTES = 0, 1, 2, 3
 
 
 class ContinuousBackend(Backend):
@@ -401,20 +402,41 @@ class Sampler:
 
     def promote(self, request: SampledRequest, anchor: FrameType | None) -> SampledCapture:
         """The capture of a passive request, created when it is first needed."""
-        capture = SampledCapture.unregistered(request.backend, anchor, time.perf_counter())
-        request.capture = capture
+        capture = SampledCapture.unregistered(request[BACKEND], anchor, time.perf_counter())
+        request[CAPTURE] = capture
         return capture
 
     def passive_capture(self, caller: FrameType | None) -> SampledCapture | None:
         """The capture of the passive request running here (None: none is), for the thread
         hook: work handed to a worker thread is sampled there (``wrap_thread``)."""
         request = current_sampled.get()
-        if request is None or request.capture is False:
+        if request is None or request[CAPTURE] is False:
             return None
-        capture = request.capture
+        capture: SampledCapture | None = request[CAPTURE]
         if capture is None:
             capture = self.promote(request, self._anchor_on_stack(caller))
         return capture
+
+    def _above_anchor(
+        self, frame: FrameType | None
+    ) -> tuple[FrameType | None, tuple[CodeType, ...] | None]:
+        """The innermost anchor frame (a passive request's middleware) on ``frame``'s stack,
+        and the codes from just below it down to ``frame``; in a task the request spawned, no
+        anchor and the codes below the task's first step, under a "<spawned task>" marker;
+        (None, None) when neither is on the stack."""
+        ids = self._anchor_ids
+        codes: list[CodeType] = []
+        while frame is not None:
+            code = frame.f_code
+            if id(code) in ids:
+                codes.reverse()
+                return frame, tuple(codes)
+            if code is _TASK_STEP:
+                codes.reverse()
+                return None, (_SPAWNED, *codes)
+            codes.append(code)
+            frame = frame.f_back
+        return None, None
 
     def _anchor_on_stack(self, frame: FrameType | None) -> FrameType | None:
         ids = self._anchor_ids
@@ -706,14 +728,17 @@ class Sampler:
         loop = _get_running_loop()
         current = _current_task(loop) if loop is not None else None
         request = current_sampled.get()
-        if request is not None and request.capture is not False and current not in running:
+        if request is not None and request[CAPTURE] is not False and current not in running:
             seen = True
-            w = weight(request.backend.interval)
+            w = weight(request[BACKEND].interval)
             if w:
-                capture = request.capture
+                # One walk up the stack: the (innermost) middleware's frame and the codes below.
+                anchor, codes = self._above_anchor(main_frame)
+                capture = request[CAPTURE]
                 if capture is None:
-                    capture = self.promote(request, self._anchor_on_stack(main_frame))
-                codes = _walk(main_frame, capture.anchor, task_root=True)
+                    capture = self.promote(request, anchor)
+                elif capture.anchor is None:
+                    capture.anchor = anchor  # first seen in a task the request spawned
                 if codes is not None:
                     capture.add((w, (), codes, False))
                 busy.add(capture)
@@ -731,30 +756,30 @@ class Sampler:
                 return weight(interval) if interval != fine else max(gap, fine)
             return interval if self._random() * interval < fine else 0.0
 
-        tasks = _live_tasks(loop)
+        tasks = _task_refs(loop)
         if not tasks:
             return seen
         # A few drawn at random (with replacement), each weighted up by n/k: unbiased. The
         # draws that land on no request (the running task, a registered one, a task of the
-        # server's own, a finished one) are draws spent on nothing.
+        # server's own, a finished or collected one) are draws spent on nothing.
         n = len(tasks)
         draws = min(MAX_AWAIT_SAMPLES, n)
         scale = n / draws
         chance = self._random
         registered = self._tasks
         for _ in range(draws):
-            task = tasks[int(chance() * n)]
-            if task is current or task in registered:
+            task = tasks[int(chance() * n)]()
+            if task is None or task is current or task in registered:
                 continue
             context = task_context(task)
             request = context.get(current_sampled) if context is not None else None
-            if request is None or request.capture is False:
+            if request is None or request[CAPTURE] is False:
                 continue
             seen = True
-            capture = request.capture
+            capture = request[CAPTURE]
             if capture is not None and (capture.in_threads or capture in busy):
                 continue  # its worker thread was sampled, or it runs right now
-            w = drawn_weight(request.backend.interval)
+            w = drawn_weight(request[BACKEND].interval)
             if not w:
                 continue
             # One walk down the await chain: below the (innermost) middleware's coroutine.
@@ -766,12 +791,13 @@ class Sampler:
                 capture.add((w * scale, (), codes, True))
         if not seen:
             # None of the few drawn was a request: make sure, before the timer slows down.
-            for task in tasks[:MAX_TASKS_SCANNED]:
-                if task is current or task in registered or task.done():
+            for ref in tasks[:MAX_TASKS_SCANNED]:
+                task = ref()
+                if task is None or task is current or task in registered or task.done():
                     continue
                 context = task_context(task)
                 request = context.get(current_sampled) if context is not None else None
-                if request is not None and request.capture is not False:
+                if request is not None and request[CAPTURE] is not False:
                     return True
         return seen
 
@@ -839,23 +865,26 @@ _current_task = asyncio.current_task
 _get_running_loop = asyncio._get_running_loop
 
 
-def _live_tasks(loop: asyncio.AbstractEventLoop) -> list[Any]:
-    """The tasks to draw suspended requests from, as cheaply as the Python version allows.
+def _task_refs(loop: asyncio.AbstractEventLoop) -> list[Callable[[], Any]]:
+    """The tasks to draw suspended requests from, as callables that return the task (or None
+    once it is gone), as cheaply as the Python version allows: a tick calls only the few drawn.
 
     ``asyncio.all_tasks()`` walks a WeakSet with a Python generator and calls a Python
     function per task to check its loop; a tick pays that at 100 Hz. On CPython 3.11, whose
-    registry is that WeakSet, its references are read directly (tasks of other loops and
-    finished ones included: the caller skips them as draws on no request). Elsewhere, the
-    public function.
+    registry is that WeakSet, its weak references are copied as they are (tasks of other loops
+    and finished ones included: the caller skips them as draws on no request); dereferencing
+    them all cost a busy server's tick 12 us of its 100. Elsewhere, the public function.
     """
     registry = getattr(asyncio.tasks, "_all_tasks", None)
     refs = getattr(registry, "data", None)
     if isinstance(refs, set):
         try:
-            return [task for task in [ref() for ref in list(refs)] if task is not None]
+            return list(refs)
         except RuntimeError:  # changed size while copied (another thread): the slow way
             pass
-    return list(asyncio.all_tasks(loop))
+    return [weakref.ref(task) for task in asyncio.all_tasks(loop)]
+
+
 _TASK_STEP = asyncio.events.Handle._run.__code__
 _MAIN = threading.main_thread().ident
 

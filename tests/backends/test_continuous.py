@@ -7,6 +7,7 @@ import time
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
 from fastprof import FastprofMiddleware
 from fastprof.backends.continuous import ContinuousBackend, Sampler
@@ -274,6 +275,74 @@ async def test_a_slow_or_failed_request_without_samples_is_still_kept() -> None:
         mw.close()
 
 
+async def test_a_passive_request_keeps_its_status_and_body_size() -> None:
+    """The passive path's send wrapper notes the status (the 5xx rule) and the body size in
+    the request's holder; a kept profile reports both, and the response is unchanged."""
+    from fastapi import HTTPException
+
+    app = FastAPI()
+
+    @app.get("/down")
+    async def down() -> None:
+        raise HTTPException(status_code=503, detail="down for maintenance")
+
+    @app.get("/slow")
+    async def slow() -> dict[str, str]:
+        return {"answer": "x" * 300}
+
+    mw = FastprofMiddleware(app, backend="continuous", continuous_interval=0.9, slow_ms=0)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=mw), base_url="http://t"
+        ) as client:
+            down_response = await client.get("/down")
+            slow_response = await client.get("/slow")
+        if not mw._passive:
+            pytest.skip("the signal timer is not available here")
+        assert type(mw).__name__ == "_SampledMiddleware"
+        assert down_response.status_code == 503
+        assert down_response.json() == {"detail": "down for maintenance"}
+        assert slow_response.json() == {"answer": "x" * 300}
+        kept = {p.route: p for p in mw.store.profiles}
+        assert (kept["/down"].status, kept["/down"].response_bytes) == (
+            503,
+            len(down_response.content),
+        )
+        assert (kept["/slow"].status, kept["/slow"].response_bytes) == (
+            200,
+            len(slow_response.content),
+        )
+    finally:
+        mw.close()
+
+
+async def test_a_passive_5xx_response_is_kept_without_a_slow_threshold() -> None:
+    app = FastAPI()
+
+    @app.get("/broken")
+    async def broken() -> JSONResponse:
+        return JSONResponse({"error": "no"}, status_code=502)
+
+    @app.get("/fine")
+    async def fine() -> dict[str, int]:
+        return {}
+
+    mw = FastprofMiddleware(app, backend="continuous", continuous_interval=0.9)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=mw), base_url="http://t"
+        ) as client:
+            assert (await client.get("/fine")).status_code == 200
+            assert (await client.get("/broken")).status_code == 502
+        if not mw._passive:
+            pytest.skip("the signal timer is not available here")
+        assert [(p.route, p.trigger, p.status) for p in mw.store.profiles] == [
+            ("/broken", "error", 502)
+        ]
+    finally:
+        mw.close()
+
+
 async def test_the_timer_idles_without_traffic_and_a_request_wakes_it() -> None:
     from fastprof.backends.continuous import IDLE_DELAY
 
@@ -390,8 +459,8 @@ async def test_context_copies_taken_during_a_request_keep_nothing_of_it_alive() 
         mw.close()
 
 
-async def test_live_tasks_lists_the_loops_tasks() -> None:
-    from fastprof.backends.continuous import _live_tasks
+async def test_task_refs_reach_the_loops_tasks() -> None:
+    from fastprof.backends.continuous import _task_refs
 
     async def nap() -> None:
         await asyncio.sleep(1)
@@ -399,7 +468,7 @@ async def test_live_tasks_lists_the_loops_tasks() -> None:
     tasks = [asyncio.create_task(nap()) for _ in range(3)]
     await asyncio.sleep(0)
     try:
-        found = _live_tasks(asyncio.get_running_loop())
+        found = [ref() for ref in _task_refs(asyncio.get_running_loop())]
         assert set(tasks) <= set(found)
         assert asyncio.current_task() in found
     finally:
