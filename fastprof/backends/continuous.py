@@ -27,7 +27,6 @@ import signal
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Sequence
 from types import CodeType, FrameType
 from typing import Any, TypeVar
@@ -756,20 +755,20 @@ class Sampler:
                 return weight(interval) if interval != fine else max(gap, fine)
             return interval if self._random() * interval < fine else 0.0
 
-        tasks = _task_refs(loop)
+        tasks = _live_tasks(loop)
         if not tasks:
             return seen
         # A few drawn at random (with replacement), each weighted up by n/k: unbiased. The
         # draws that land on no request (the running task, a registered one, a task of the
-        # server's own, a finished or collected one) are draws spent on nothing.
+        # server's own) are draws spent on nothing.
         n = len(tasks)
         draws = min(MAX_AWAIT_SAMPLES, n)
         scale = n / draws
         chance = self._random
         registered = self._tasks
         for _ in range(draws):
-            task = tasks[int(chance() * n)]()
-            if task is None or task is current or task in registered:
+            task = tasks[int(chance() * n)]
+            if task is current or task in registered:
                 continue
             context = task_context(task)
             request = context.get(current_sampled) if context is not None else None
@@ -791,9 +790,8 @@ class Sampler:
                 capture.add((w * scale, (), codes, True))
         if not seen:
             # None of the few drawn was a request: make sure, before the timer slows down.
-            for ref in tasks[:MAX_TASKS_SCANNED]:
-                task = ref()
-                if task is None or task is current or task in registered or task.done():
+            for task in tasks[:MAX_TASKS_SCANNED]:
+                if task is current or task in registered:
                     continue
                 context = task_context(task)
                 request = context.get(current_sampled) if context is not None else None
@@ -865,24 +863,26 @@ _current_task = asyncio.current_task
 _get_running_loop = asyncio._get_running_loop
 
 
-def _task_refs(loop: asyncio.AbstractEventLoop) -> list[Callable[[], Any]]:
-    """The tasks to draw suspended requests from, as callables that return the task (or None
-    once it is gone), as cheaply as the Python version allows: a tick calls only the few drawn.
+def _live_tasks(loop: asyncio.AbstractEventLoop) -> list[Any]:
+    """The unfinished tasks to draw suspended requests from, as cheaply as the Python version
+    allows.
 
     ``asyncio.all_tasks()`` walks a WeakSet with a Python generator and calls a Python
     function per task to check its loop; a tick pays that at 100 Hz. On CPython 3.11, whose
-    registry is that WeakSet, its weak references are copied as they are (tasks of other loops
-    and finished ones included: the caller skips them as draws on no request); dereferencing
-    them all cost a busy server's tick 12 us of its 100. Elsewhere, the public function.
+    registry is that WeakSet, its references are read directly (tasks of other loops included:
+    the caller skips them as draws on no request). Finished tasks stay in the registry until
+    they are collected; left in, they took draws, and a request suspended among them went
+    unsampled for its whole life (tests/test_isolation.py, in a long test session).
+    Elsewhere, the public function.
     """
     registry = getattr(asyncio.tasks, "_all_tasks", None)
     refs = getattr(registry, "data", None)
     if isinstance(refs, set):
         try:
-            return list(refs)
+            return [t for t in [ref() for ref in list(refs)] if t is not None and not t.done()]
         except RuntimeError:  # changed size while copied (another thread): the slow way
             pass
-    return [weakref.ref(task) for task in asyncio.all_tasks(loop)]
+    return list(asyncio.all_tasks(loop))
 
 
 _TASK_STEP = asyncio.events.Handle._run.__code__

@@ -459,8 +459,14 @@ async def test_context_copies_taken_during_a_request_keep_nothing_of_it_alive() 
         mw.close()
 
 
-async def test_task_refs_reach_the_loops_tasks() -> None:
-    from fastprof.backends.continuous import _task_refs
+async def test_live_tasks_lists_the_loops_unfinished_tasks() -> None:
+    from fastprof.backends.continuous import _live_tasks
+
+    async def done() -> None:
+        pass
+
+    finished = asyncio.create_task(done())
+    await finished
 
     async def nap() -> None:
         await asyncio.sleep(1)
@@ -468,8 +474,9 @@ async def test_task_refs_reach_the_loops_tasks() -> None:
     tasks = [asyncio.create_task(nap()) for _ in range(3)]
     await asyncio.sleep(0)
     try:
-        found = [ref() for ref in _task_refs(asyncio.get_running_loop())]
+        found = _live_tasks(asyncio.get_running_loop())
         assert set(tasks) <= set(found)
+        assert finished not in found
         assert asyncio.current_task() in found
     finally:
         for task in tasks:
