@@ -770,9 +770,19 @@ class Sampler:
             task = tasks[int(chance() * n)]
             if task is current or task in registered:
                 continue
-            context = task_context(task)
-            request = context.get(current_sampled) if context is not None else None
-            if request is None or request[CAPTURE] is False:
+            # One walk down the await chain: the (innermost) middleware's coroutine, whose
+            # frame holds the request's holder, and the codes below it. (Reading the holder
+            # there, not from the task's context, spares gc.get_referents on 3.11.)
+            anchor, codes = self._below_anchor(task)
+            if anchor is None:
+                # Not a request, or a task one spawned (no chain of its own to sample): it
+                # only tells whether a request is in flight, if none was seen yet.
+                if not seen:
+                    seen = _holder_of(task) is not None
+                continue
+            frame = getattr(anchor, "cr_frame", None) or getattr(anchor, "gi_frame", None)
+            request = _holder_in(frame)
+            if request is None:
                 continue
             seen = True
             capture = request[CAPTURE]
@@ -781,23 +791,32 @@ class Sampler:
             w = drawn_weight(request[BACKEND].interval)
             if not w:
                 continue
-            # One walk down the await chain: below the (innermost) middleware's coroutine.
-            anchor, codes = self._below_anchor(task)
             if capture is None:
-                frame = getattr(anchor, "cr_frame", None) or getattr(anchor, "gi_frame", None)
                 capture = self.promote(request, frame)
             if codes:
                 capture.add((w * scale, (), codes, True))
         if not seen:
             # None of the few drawn was a request: make sure, before the timer slows down.
             for task in tasks[:MAX_TASKS_SCANNED]:
-                if task is current or task in registered:
-                    continue
-                context = task_context(task)
-                request = context.get(current_sampled) if context is not None else None
-                if request is not None and request[CAPTURE] is not False:
+                if task is not current and task not in registered and _holder_of(task):
                     return True
         return seen
+
+
+def _holder_of(task: Any) -> SampledRequest | None:
+    """The holder of the passive request ``task`` runs (or was spawned by), if in flight."""
+    context = task_context(task)
+    request = context.get(current_sampled) if context is not None else None
+    return request if request is not None and request[CAPTURE] is not False else None
+
+
+def _holder_in(frame: FrameType | None) -> SampledRequest | None:
+    """The holder in a passive request's middleware frame (its local ``sampled``), if the
+    request is in flight."""
+    request = frame.f_locals.get("sampled") if frame is not None else None
+    if type(request) is list and request[CAPTURE] is not False:
+        return request
+    return None
 
 
 _atexit_registered: set[int] = set()
