@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from types import CodeType, FrameType
+from types import CodeType, CoroutineType, FrameType
 from typing import Any, TypeVar
 
 from fastprof._context import current_capture, current_sampled, task_context
@@ -453,15 +453,18 @@ class Sampler:
         anchor = None
         codes: list[CodeType] = []
         awaitable = task.get_coro()
+        code: CodeType | None
         while awaitable is not None:
-            code = getattr(awaitable, "cr_code", None)
-            if code is not None:
+            if type(awaitable) is _Coroutine:  # nearly every link: no getattr with a default
+                code = awaitable.cr_code
                 inner = awaitable.cr_await
             else:
-                code = getattr(awaitable, "gi_code", None)
+                code = getattr(awaitable, "cr_code", None) or getattr(awaitable, "gi_code", None)
                 if code is None:
                     break
-                inner = awaitable.gi_yieldfrom
+                inner = getattr(awaitable, "cr_await", None) or getattr(
+                    awaitable, "gi_yieldfrom", None
+                )
             if id(code) in anchors:
                 anchor = awaitable
                 codes = []
@@ -878,6 +881,7 @@ def _keep_sigalrm_off_this_thread() -> None:
 
 
 _get_ident = threading.get_ident
+_Coroutine = CoroutineType
 _current_task = asyncio.current_task
 _get_running_loop = asyncio._get_running_loop
 
