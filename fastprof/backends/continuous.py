@@ -69,10 +69,11 @@ Sample = tuple[float, tuple[FrameKey, ...], tuple[CodeType, ...], bool]
 #: ``send`` wrapper's object it cost about 0.3 us a request more (docs/performance.md).
 #:
 #: The request sets ``fastprof._context.current_sampled`` to it for as long as it runs. A tick
-#: finds the running request in the context it interrupted, and suspended ones in their tasks'
-#: contexts; the first sample creates the capture (:meth:`Sampler.promote`), and the request
-#: sets it to False when it ends, so that no tick starts one after. The middleware's ``send``
-#: wrapper writes the response's status and body size into it.
+#: finds the running request in the context it interrupted (a task the request spawned runs in
+#: a copy of it), and a suspended one in its middleware frame's local ``sampled``; the first
+#: sample creates the capture (:meth:`Sampler.promote`), and the request sets it to False when
+#: it ends, so that no tick starts one after. The middleware's ``send`` wrapper writes the
+#: response's status and body size into it.
 #:
 #: It holds nothing of the request's own (no ``send``, no scope): copies of the context taken
 #: during the request (the loop's callbacks take one each) outlive it, and what the value holds
