@@ -414,7 +414,7 @@ class Sampler:
             return None
         capture: SampledCapture | None = request[CAPTURE]
         if capture is None:
-            capture = self.promote(request, self._anchor_on_stack(caller))
+            capture = self.promote(request, self._above_anchor(caller)[0])
         return capture
 
     def _above_anchor(
@@ -437,14 +437,6 @@ class Sampler:
             codes.append(code)
             frame = frame.f_back
         return None, None
-
-    def _anchor_on_stack(self, frame: FrameType | None) -> FrameType | None:
-        ids = self._anchor_ids
-        while frame is not None:
-            if id(frame.f_code) in ids:
-                return frame
-            frame = frame.f_back
-        return None
 
     def _below_anchor(self, task: Any) -> tuple[Any, tuple[CodeType, ...]]:
         """The innermost anchor coroutine of ``task``'s await chain (None if there is none),
