@@ -17,7 +17,9 @@ share the core's caches.
     .venv/bin/python -m bench.simultaneous --variants bare,continuous,continuous@/tmp/old
 
 ``NAME@PATH`` runs variant NAME of a checkout at PATH (a ``git worktree`` of another commit)
-beside this one's. Needs ``wrk`` and ``taskset``; loads only 127.0.0.1.
+beside this one's. Besides ``bench/apps.py``'s variants, those of ``bench/ablation.py`` (the
+continuous mode's request path, part by part). Needs ``wrk`` and ``taskset``; loads only
+127.0.0.1.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench import ablation
 from bench.apps import DESCRIPTIONS
 from bench.overhead import HOST, cpu_seconds, free_port, parse_wrk
 
@@ -40,12 +43,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def start(label: str, cpu: str) -> tuple[subprocess.Popen[bytes], int]:
     variant, _, root = label.partition("@")
-    if variant not in DESCRIPTIONS:
-        raise SystemExit(f"unknown variant {variant!r}; choose from {', '.join(DESCRIPTIONS)}")
+    if variant in DESCRIPTIONS:
+        target = f"bench.apps:{variant}"
+    elif variant in ablation.DESCRIPTIONS:
+        target = f"bench.ablation:{variant}"
+    else:
+        known = [*DESCRIPTIONS, *ablation.DESCRIPTIONS]
+        raise SystemExit(f"unknown variant {variant!r}; choose from {', '.join(known)}")
     port = free_port()
     env = {**os.environ, "PYTHONPATH": root or str(ROOT)}
     cmd = [
-        "taskset", "-c", cpu, sys.executable, "-m", "uvicorn", f"bench.apps:{variant}",
+        "taskset", "-c", cpu, sys.executable, "-m", "uvicorn", target,
         "--host", HOST, "--port", str(port), "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
     proc = subprocess.Popen(
