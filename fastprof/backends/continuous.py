@@ -4,9 +4,10 @@ One background thread per process wakes ``1/interval`` times a second (100 Hz by
 reads every thread's current frame (``sys._current_frames()``). A sample of an event-loop thread
 belongs to the request whose task the loop is running at that moment (``asyncio.current_task``
 mapped to the request's capture); a sample of a worker thread belongs to the request that handed
-it the work (the threadpool hook registers the thread for the duration of the call). Nothing runs
-in the request's own path but a few dictionary writes, so it can cover all traffic: per-route
-trees come from 100% of requests, and a slow request's samples are there when it turns out slow.
+it the work (the threadpool hook registers the thread for the duration of the call). The request's
+own path makes only a small holder, sets a context variable and wraps ``send`` (about 7-10 us a
+request, docs/performance.md), so it can cover all traffic: per-route trees come from 100% of
+requests, and a slow request's samples are there when it turns out slow.
 
 A request that is suspended at a tick is sampled too, as await time on the frame it is awaiting
 in: its task's coroutine chain (``cr_await``) says where, without running it.
