@@ -30,6 +30,7 @@ sleeps on a bare lock.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import os
@@ -275,6 +276,9 @@ class Watchdog:
         self._gc_started: float | None = None
         self._gc: deque[tuple[float, float]] = deque(maxlen=256)
         self._frozen: deque[tuple[float, float]] = deque(maxlen=64)
+        #: the samples taken this round, (list, index): their GIL waits are corrected when
+        #: /proc has been read (_discount)
+        self._taken: list[tuple[list[Sample], int]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -373,6 +377,7 @@ class Watchdog:
         last = time.monotonic()
         last_cpu = time.process_time()
         before: tuple[float, float] | None = None
+        retake = 0.0  # how long the last read of /proc took: the wait to get the GIL back
         while True:
             # Look at ``ready``. If the thread was held up on its way to sleep (the GIL is
             # taken from it at any bytecode, and a C call may then keep it for long), it is
@@ -383,12 +388,11 @@ class Watchdog:
             if stop:
                 return
             now = time.monotonic()
-            # What it waited past ``ready`` was for the GIL, or for a CPU (its own run-queue
-            # time - not the loop's doing - known while sampling only: a read of /proc releases
-            # the GIL, and next to a busy loop each retake is a wait).
-            after = own.read() if before is not None else None
-            queued = after[1] - before[1] if after is not None and before is not None else 0.0
-            gil_wait = max(0.0, now - ready - queued)
+            # The GIL was last taken back at the end of the sleep - what it waited past
+            # ``ready`` - or, when it did not sleep, at the end of the last read of /proc.
+            # Either wait counts the watchdog's own run-queue time too (not the loop's doing);
+            # the next read tells how much, and the samples taken now are corrected then.
+            gil_wait = max(0.0, now - ready) if late > 0 else retake
             cpu = time.process_time()
             gap = now - last
             # Woke far too late while the process used next to no CPU: nothing in the process
@@ -397,6 +401,7 @@ class Watchdog:
                 self._frozen.append((ready, now))
             last, last_cpu = now, cpu
             busy = False
+            self._taken.clear()
             with self._lock:
                 for watch in list(self._watches.values()):
                     try:
@@ -404,7 +409,17 @@ class Watchdog:
                     except Exception:  # never let the watchdog die on one bad look
                         logger.debug("fastprof: watchdog check failed", exc_info=True)
             delay = self.sample_every if busy else self.check
-            before = own.read() if busy else None
+            # Read /proc only after sampling (the read releases the GIL, and the loop thread
+            # would move on), and only while sampling (next to a busy loop each retake waits).
+            after: tuple[float, float] | None = None
+            retake = 0.0
+            if busy:
+                started = time.monotonic()
+                after = own.read()
+                retake = time.monotonic() - started
+            if after is not None and before is not None and self._taken:
+                self._discount(after[1] - before[1])
+            before = after
 
     def _check(self, watch: _LoopWatch, now: float, gil_wait: float) -> bool:
         """One look at one loop; True while a stall is open on it."""
@@ -535,7 +550,16 @@ class Watchdog:
             if state is not None:
                 segment.delayed = tuple(self._in_flight(watch.loop, state))
         segment.samples.append(sample)
+        self._taken.append((segment.samples, len(segment.samples) - 1))
         segment.last_at = now
+
+    def _discount(self, queued: float) -> None:
+        """Take the watchdog's own run-queue time since the last read out of the GIL waits of
+        the samples it took this round (it waited for a CPU, not for the loop thread)."""
+        for samples, index in self._taken:
+            wait = max(0.0, samples[index].gil_wait - queued)
+            samples[index] = dataclasses.replace(samples[index], gil_wait=wait)
+        self._taken.clear()
 
     def _in_flight(
         self, loop: asyncio.AbstractEventLoop, holder: RequestState
