@@ -314,6 +314,64 @@ def test_cpu_bound(loop_kind: str) -> None:
     assert "process pool" in finding.advice
 
 
+def test_watchdog_samples_before_reading_proc_and_notes_the_read_as_its_gil_wait() -> None:
+    """A sampling round: look first, then read /proc (which releases the GIL). A round that
+    did not sleep - the read made it late - last took the GIL back at the end of that read:
+    that is its wait, not how late it was."""
+    dog = Watchdog(
+        threshold=0.1,
+        anchor=test_cpu_bound.__code__,
+        state_of=lambda frame: None,
+        state_of_thread=lambda ident: None,
+        on_episode=lambda episode: None,
+    )
+    events: list[str] = []
+    waits: list[float] = []
+
+    class SlowClock:
+        """/proc read whose GIL retake takes 6 ms; no run-queue time."""
+
+        def read(self) -> tuple[float, float]:
+            events.append("read")
+            time.sleep(0.006)
+            return 0.0, 0.0
+
+    def check(watch: object, now: float, gil_wait: float) -> bool:
+        events.append("look")
+        waits.append(gil_wait)
+        if len(waits) == 3:
+            dog._asleep.release()  # the next round stops
+        return True  # a stall is open: sample again in sample_every
+
+    dog.sample_every = 0.002  # shorter than the read: the rounds after the first do not sleep
+    dog._check = check  # type: ignore[method-assign]
+    dog._watches = {None: None}  # type: ignore[dict-item]
+    dog._asleep.acquire()
+    dog._loop_forever(SlowClock())  # type: ignore[arg-type]
+    assert events == ["look", "read"] * 3
+    # late by about 4 ms (6 ms of read, 2 ms of interval), but it waited 6 ms for the GIL
+    assert all(wait >= 0.006 for wait in waits[1:]), waits
+
+
+def _sample(gil_wait: float) -> Sample:
+    return Sample(0.0, None, (test_cpu_bound.__code__, 1, 0), "tests", None, gil_wait)
+
+
+def test_watchdog_discounts_its_own_run_queue_time_from_the_rounds_samples() -> None:
+    dog = Watchdog(
+        threshold=0.1,
+        anchor=test_cpu_bound.__code__,
+        state_of=lambda frame: None,
+        state_of_thread=lambda ident: None,
+        on_episode=lambda episode: None,
+    )
+    earlier, this_round = [_sample(0.005)], [_sample(0.005), _sample(0.001)]
+    dog._taken = [(this_round, 0), (this_round, 1)]
+    dog._discount(0.002)
+    assert [s.gil_wait for s in this_round] == [pytest.approx(0.003), 0.0]
+    assert earlier[0].gil_wait == 0.005 and dog._taken == []
+
+
 def test_c_call_holding_the_gil_is_seen_after_it(loop_kind: str) -> None:
     """A backtracking regex never lets the watchdog in; it samples right after the call.
 
