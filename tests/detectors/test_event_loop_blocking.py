@@ -314,17 +314,22 @@ def test_cpu_bound(loop_kind: str) -> None:
     assert "process pool" in finding.advice
 
 
-def test_watchdog_samples_before_reading_proc_and_notes_the_read_as_its_gil_wait() -> None:
-    """A sampling round: look first, then read /proc (which releases the GIL). A round that
-    did not sleep - the read made it late - last took the GIL back at the end of that read:
-    that is its wait, not how late it was."""
-    dog = Watchdog(
+def _bare_watchdog() -> Watchdog:
+    """A watchdog that finds no request and reports nothing: for driving its parts directly."""
+    return Watchdog(
         threshold=0.1,
         anchor=test_cpu_bound.__code__,
         state_of=lambda frame: None,
         state_of_thread=lambda ident: None,
         on_episode=lambda episode: None,
     )
+
+
+def test_watchdog_samples_before_reading_proc_and_notes_the_read_as_its_gil_wait() -> None:
+    """A sampling round: look first, then read /proc (which releases the GIL). A round that
+    did not sleep - the read made it late - last took the GIL back at the end of that read:
+    that is its wait, not how late it was."""
+    dog = _bare_watchdog()
     events: list[str] = []
     waits: list[float] = []
 
@@ -358,13 +363,7 @@ def _sample(gil_wait: float) -> Sample:
 
 
 def test_watchdog_discounts_its_own_run_queue_time_from_the_rounds_samples() -> None:
-    dog = Watchdog(
-        threshold=0.1,
-        anchor=test_cpu_bound.__code__,
-        state_of=lambda frame: None,
-        state_of_thread=lambda ident: None,
-        on_episode=lambda episode: None,
-    )
+    dog = _bare_watchdog()
     earlier, this_round = [_sample(0.005)], [_sample(0.005), _sample(0.001)]
     dog._taken = [(this_round, 0), (this_round, 1)]
     dog._discount(0.002)
