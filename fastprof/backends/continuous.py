@@ -553,12 +553,15 @@ class Sampler:
             thread.join(timeout)
 
     def _disarm(self) -> None:
-        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        # Not in signal mode first: a tick landing in here (the handler takes the re-entrant
+        # lock on this same thread) then returns instead of re-arming the timer after it was
+        # stopped (seen once in CI: "ITIMER_REAL left armed").
+        self._mode = None
         self.armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGALRM, signal.SIG_DFL)
         # else: the handler stays installed but no timer fires it; the next start re-arms
-        self._mode = None
 
     def _tick(self, main_frame: FrameType | None) -> bool:
         """One tick; False when it is time to stop (idle for a second)."""

@@ -117,6 +117,30 @@ def test_one_sampler_serves_every_interval() -> None:
     assert coarse.sampler.interval == 0.02 or not coarse.sampler.running
 
 
+def test_a_tick_landing_in_stop_does_not_rearm_the_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SIGALRM handler runs on the main thread between any two bytecodes - also inside
+    stop(), whose lock it re-enters: it must find the sampler stopped, not re-arm it."""
+    import signal
+
+    backend = ContinuousBackend(interval=0.005)
+    sampler = backend.sampler
+    capture = backend.start(None, is_async=False)
+    assert sampler.mode == "signal"
+    real_setitimer = signal.setitimer
+
+    def setitimer(which: int, seconds: float, interval: float = 0.0) -> tuple[float, float]:
+        before = real_setitimer(which, seconds, interval)
+        if seconds == 0:  # a tick arrives just as stop() disarms
+            sampler._on_signal(signal.SIGALRM, None)
+        return before
+
+    monkeypatch.setattr(signal, "setitimer", setitimer)
+    capture.stop()
+    sampler.stop()
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert not sampler.running
+
+
 async def test_work_in_tasks_the_request_spawns_is_sampled() -> None:
     from starlette.middleware.base import BaseHTTPMiddleware
 
